@@ -1,0 +1,17 @@
+# Shared settings for the local stack scripts. Sourced, not executed.
+# Every value can be overridden from the environment.
+CITYBRAIN_ROOT="${CITYBRAIN_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+# Slow one-time installs live outside the checkout so fresh clones reuse them.
+CITYBRAIN_CACHE="${CITYBRAIN_CACHE:-$HOME/.cache/citybrain}"
+TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
+TANSU_ROOT="$CITYBRAIN_CACHE/tansu-$TANSU_VERSION"
+TANSU_BIN="$TANSU_ROOT/bin/tansu"
+# Runtime state (data, logs, pid files) of one checkout's stack.
+STACK_DIR="${STACK_DIR:-$CITYBRAIN_ROOT/.stack}"
+KAFKA_PORT="${KAFKA_PORT:-19092}"
+CLICKHOUSE_HTTP_PORT="${CLICKHOUSE_HTTP_PORT:-18123}"
+CLICKHOUSE_TCP_PORT="${CLICKHOUSE_TCP_PORT:-19000}"
+# sqlite storage is durable across broker restarts; memory:// is faster but
+# loses everything on restart (useful for benchmarks only).
+BROKER_STORAGE="${BROKER_STORAGE:-sqlite}"
+TOPIC_PARTITIONS="${TOPIC_PARTITIONS:-4}"

@@ -1,0 +1,30 @@
+//! Compiles the contract with `protox` (pure Rust), so a fresh machine needs
+//! no system `protoc`. The encoded descriptor set is kept for gRPC reflection.
+
+use prost::Message;
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "citybrain/events/v1/event.proto",
+    "citybrain/events/v1/charging.proto",
+    "citybrain/events/v1/parking.proto",
+    "citybrain/events/v1/vehicle.proto",
+    "citybrain/events/v1/sanitation.proto",
+    "citybrain/events/v1/service_request.proto",
+    "citybrain/ingest/v1/ingest.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=citybrain");
+    let descriptors = protox::compile(PROTOS, ["."])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("citybrain_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

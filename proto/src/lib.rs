@@ -1,0 +1,26 @@
+//! The citybrain event contract.
+//!
+//! The `.proto` files beside this crate are the source of truth and the
+//! vendor-facing documentation; this crate generates the Rust types and the
+//! ingest gRPC client and server from them, and names the Kafka topics each
+//! payload kind travels on ([`feed`]).
+
+pub mod feed;
+
+/// `citybrain.events.v1`: the envelope and the typed payloads.
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("citybrain.events.v1");
+    }
+}
+
+/// `citybrain.ingest.v1`: the ingest gRPC service.
+pub mod ingest {
+    pub mod v1 {
+        tonic::include_proto!("citybrain.ingest.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of the whole contract, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/citybrain_descriptor.bin"));

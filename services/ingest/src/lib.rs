@@ -1,0 +1,165 @@
+//! The ingest gateway: vendors push events over gRPC; each is authenticated,
+//! validated and answered on its own, and "accepted" means Kafka acknowledged
+//! it.
+//!
+//! [`serve`] runs the whole service on listeners the caller bound, so tests
+//! bind port 0 and drive it through its public gRPC API.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod producer;
+pub mod samples;
+pub mod service;
+pub mod validate;
+
+use crate::auth::KeyStore;
+use crate::config::IngestConfig;
+use crate::producer::EventProducer;
+use crate::service::IngestHandler;
+use citybrain_proto::ingest::v1::ingest_service_server::IngestServiceServer;
+use citybrain_telemetry::Readiness;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+/// How often Kafka reachability is re-checked for `/readyz` and gRPC health.
+const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+/// How long shutdown waits for queued events to be acknowledged.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Keys(#[from] auth::KeyFileError),
+    #[error("cannot create the Kafka producer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("gRPC reflection setup failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("admin HTTP server failed: {0}")]
+    Admin(#[from] std::io::Error),
+}
+
+/// Runs ingest until `shutdown` resolves, then stops accepting calls, lets
+/// in-flight calls finish and flushes the producer.
+pub async fn serve(
+    config: IngestConfig,
+    grpc_listener: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let keys = KeyStore::load(&config.api_keys_file, config.production)?;
+    let producer = EventProducer::new(&config.kafka)?;
+    let metrics_handle = citybrain_telemetry::install_prometheus(metrics::BUCKETS);
+    let readiness = Readiness::new();
+    let stop = CancellationToken::new();
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_not_serving::<IngestServiceServer<IngestHandler>>()
+        .await;
+    let watcher = tokio::spawn(watch_kafka(
+        producer.clone(),
+        readiness.clone(),
+        health_reporter,
+        stop.clone(),
+    ));
+
+    let grpc_addr = grpc_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let admin = tokio::spawn(citybrain_telemetry::serve_admin(
+        admin_listener,
+        metrics_handle,
+        readiness.clone(),
+        stop.clone().cancelled_owned(),
+    ));
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(citybrain_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let handler = IngestHandler::new(
+        keys,
+        producer.clone(),
+        config.limits.clone(),
+        config.validation.clone(),
+    );
+    // tonic's own limit sits above ours so that an oversized batch gets our
+    // message naming the limit rather than a bare transport error.
+    let max_message = config.limits.max_batch_bytes.saturating_mul(2).max(1024 * 1024);
+    let ingest = IngestServiceServer::new(handler)
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+
+    tracing::info!(
+        grpc = %grpc_addr,
+        admin = %admin_addr,
+        brokers = %config.kafka.brokers,
+        "ingest serving"
+    );
+    let grpc_result = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(64)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ingest)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown)
+        .await;
+
+    tracing::info!("no longer accepting calls; flushing the producer");
+    if let Err(err) = producer.flush(FLUSH_TIMEOUT).await {
+        tracing::error!(error = %err, "producer flush did not complete");
+    }
+    stop.cancel();
+    let _ = watcher.await;
+    let admin_result = admin.await;
+    grpc_result?;
+    if let Ok(result) = admin_result {
+        result?;
+    }
+    tracing::info!("ingest stopped");
+    Ok(())
+}
+
+/// Keeps `/readyz` and the gRPC health status in line with Kafka.
+async fn watch_kafka(
+    producer: EventProducer,
+    readiness: Readiness,
+    health: tonic_health::server::HealthReporter,
+    stop: CancellationToken,
+) {
+    let mut was_up = None;
+    loop {
+        let up = producer.is_reachable(Duration::from_secs(2)).await;
+        readiness.set("kafka", up);
+        metrics::kafka_up(up);
+        if was_up != Some(up) {
+            if up {
+                tracing::info!("kafka reachable");
+                health.set_serving::<IngestServiceServer<IngestHandler>>().await;
+            } else {
+                tracing::warn!("kafka unreachable");
+                health.set_not_serving::<IngestServiceServer<IngestHandler>>().await;
+            }
+            was_up = Some(up);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(READINESS_INTERVAL) => {}
+        }
+    }
+}
+
+/// Converts a wall-clock time to a protobuf timestamp.
+pub fn timestamp(at: SystemTime) -> prost_types::Timestamp {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: since.as_secs() as i64,
+        nanos: since.subsec_nanos() as i32,
+    }
+}

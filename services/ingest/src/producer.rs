@@ -1,0 +1,172 @@
+//! The Kafka side of ingest: an idempotent producer whose every send resolves
+//! only when the broker acknowledged (`acks=all`) or definitely did not.
+//!
+//! Memory stays bounded: librdkafka's queue has a message and byte cap; when it
+//! is full a send waits at most `enqueue_timeout` for room and then reports
+//! [`ProduceError::Overloaded`], which the caller answers as RETRYABLE.
+
+use crate::config::KafkaConfig;
+use crate::metrics;
+use citybrain_proto::feed::Feed;
+use rdkafka::{
+    ClientConfig, ClientContext, Statistics,
+    error::{KafkaError, RDKafkaErrorCode},
+    message::OwnedHeaders,
+    producer::{FutureProducer, FutureRecord, Producer},
+    util::Timeout,
+};
+use std::{collections::HashMap, time::Duration, time::Instant};
+
+/// Why Kafka did not take an event.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProduceError {
+    /// The producer queue stayed full: the platform is overloaded.
+    #[error("producer queue full")]
+    Overloaded,
+    /// Kafka did not acknowledge in time or is unreachable.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// Kafka refused this event for good (e.g. too large).
+    #[error("event store refused the event: {0}")]
+    Rejected(String),
+}
+
+/// Feeds librdkafka's periodic statistics into the service's gauges.
+pub struct StatsContext;
+
+impl ClientContext for StatsContext {
+    fn stats(&self, statistics: Statistics) {
+        metrics::producer_queue(statistics.msg_cnt, statistics.msg_size);
+        let rtts: Vec<f64> = statistics
+            .brokers
+            .values()
+            .filter_map(|broker| broker.rtt.as_ref())
+            .filter(|window| window.cnt > 0)
+            .map(|window| window.avg as f64 / 1e6)
+            .collect();
+        if !rtts.is_empty() {
+            metrics::broker_rtt(rtts.iter().sum::<f64>() / rtts.len() as f64);
+        }
+    }
+}
+
+/// Sends encoded events to their feed's topic.
+#[derive(Clone)]
+pub struct EventProducer {
+    producer: FutureProducer<StatsContext>,
+    topics: HashMap<Feed, String>,
+    enqueue_timeout: Duration,
+}
+
+impl EventProducer {
+    pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
+        let producer: FutureProducer<StatsContext> = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("client.id", "citybrain-ingest")
+            // Idempotence gives exactly-once, in-order writes per partition
+            // across the producer's own retries; it implies acks=all.
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &config.compression)
+            .set("linger.ms", config.linger.as_millis().to_string())
+            .set("message.timeout.ms", config.delivery_timeout.as_millis().to_string())
+            .set("queue.buffering.max.messages", config.queue_max_messages.to_string())
+            .set("queue.buffering.max.kbytes", config.queue_max_kbytes.to_string())
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(StatsContext)?;
+        let topics = Feed::ALL
+            .into_iter()
+            .map(|feed| (feed, format!("{}{}", config.topic_prefix, feed.topic())))
+            .collect();
+        Ok(Self {
+            producer,
+            topics,
+            enqueue_timeout: config.enqueue_timeout,
+        })
+    }
+
+    /// The full topic name of a feed, with this deployment's prefix.
+    pub fn topic(&self, feed: Feed) -> &str {
+        &self.topics[&feed]
+    }
+
+    /// Resolves once Kafka acknowledged the record, or with why it did not.
+    pub async fn send(
+        &self,
+        feed: Feed,
+        key: &str,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<(), ProduceError> {
+        let started = Instant::now();
+        let record = FutureRecord::to(self.topic(feed))
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        let result = self
+            .producer
+            .send(record, Timeout::After(self.enqueue_timeout))
+            .await;
+        metrics::produced(started.elapsed());
+        result.map(|_| ()).map_err(|(err, _)| classify(err))
+    }
+
+    /// Whether a broker answers a metadata request within `timeout`, and the
+    /// producer has not hit a fatal error.
+    pub async fn is_reachable(&self, timeout: Duration) -> bool {
+        let producer = self.producer.clone();
+        // fetch_metadata blocks; keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            producer.client().fatal_error().is_none()
+                && producer.client().fetch_metadata(None, timeout).is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Waits up to `timeout` for every queued event to be acknowledged.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .unwrap_or(Err(KafkaError::Canceled))
+    }
+}
+
+fn classify(err: KafkaError) -> ProduceError {
+    match err {
+        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => ProduceError::Overloaded,
+        KafkaError::MessageProduction(
+            code @ (RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord),
+        ) => ProduceError::Rejected(code.to_string()),
+        other => ProduceError::Unavailable(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_permanent_errors_are_rejections() {
+        assert!(matches!(
+            classify(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)),
+            ProduceError::Overloaded
+        ));
+        assert!(matches!(
+            classify(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)),
+            ProduceError::Rejected(_)
+        ));
+        assert!(matches!(
+            classify(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)),
+            ProduceError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify(KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopicOrPartition)),
+            ProduceError::Unavailable(_)
+        ));
+    }
+}
