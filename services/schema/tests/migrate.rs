@@ -1,0 +1,121 @@
+//! Migrations against the real ClickHouse (`CITYBRAIN_CLICKHOUSE_URL`, default
+//! the local stack's): they apply, re-running is a no-op, and the tables take
+//! the rows the platform writes.
+
+use citybrain_schema::{MIGRATIONS, SchemaOptions, applied_versions, drop_database, migrate};
+use clickhouse::Client;
+
+fn client() -> Client {
+    let url = std::env::var("CITYBRAIN_CLICKHOUSE_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:18123".into());
+    Client::default().with_url(url).with_validation(false)
+}
+
+fn fresh_database() -> String {
+    format!(
+        "test_schema_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_record_their_versions() {
+    let client = client();
+    let options = SchemaOptions::new(fresh_database());
+
+    let first = migrate(&client, &options).await.expect("first run");
+    let expected: Vec<u32> = MIGRATIONS
+        .iter()
+        .filter(|m| m.min_server.is_none_or(|min| first.server >= min))
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(first.applied, expected);
+    assert_eq!(
+        applied_versions(&client, &options.database).await.unwrap(),
+        expected
+    );
+
+    let second = migrate(&client, &options).await.expect("second run");
+    assert!(
+        second.applied.is_empty(),
+        "re-running applied {:?}",
+        second.applied
+    );
+    assert_eq!(second.skipped, first.skipped);
+    assert_eq!(
+        applied_versions(&client, &options.database).await.unwrap(),
+        expected
+    );
+
+    let tables: Vec<String> = client
+        .query_raw(&format!(
+            "SELECT name FROM system.tables WHERE database = '{}' ORDER BY name",
+            options.database
+        ))
+        .fetch_all()
+        .await
+        .unwrap();
+    for name in [
+        "raw_connector_status",
+        "raw_service_request",
+        "sink_lineage",
+        "charger_status_5m",
+        "charger_status_1h",
+        "parking_occupancy_1h",
+        "connector_status_latest",
+        "bin_latest",
+    ] {
+        assert!(
+            tables.iter().any(|t| t == name),
+            "{name} missing from {tables:?}"
+        );
+    }
+
+    drop_database(&client, &options.database).await.unwrap();
+}
+
+#[tokio::test]
+async fn time_in_status_is_split_across_buckets() {
+    let client = client();
+    let options = SchemaOptions::new(fresh_database());
+    migrate(&client, &options).await.expect("migrate");
+    let db = &options.database;
+    // Charging from 10:03:20 until 10:16:40 (800 s), then available.
+    client
+        .query_raw(&format!(
+            "INSERT INTO {db}.raw_connector_status
+                (event_id, tenant_id, device_id, observed_at, received_at, kafka_topic, kafka_partition,
+                 kafka_offset, status, prev_status, prev_observed_at)
+             VALUES ('0190f4c4-8c2e-7a51-9a5e-0c4b2f7e6d21', 't', 'cp:1', toDateTime('2026-01-05 10:16:40'), now(), 'x', 0, 7,
+                     'available', 'charging', toDateTime('2026-01-05 10:03:20'))"
+        ))
+        .execute()
+        .await
+        .unwrap();
+    let rows: Vec<(u32, String, u64)> = client
+        .query_raw(&format!(
+            "SELECT toUInt32(bucket), status, sum(seconds) FROM {db}.charger_status_5m
+             GROUP BY bucket, status ORDER BY bucket"
+        ))
+        .fetch_all()
+        .await
+        .unwrap();
+    let secs: Vec<u64> = rows.iter().map(|r| r.2).collect();
+    assert_eq!(secs, vec![100, 300, 300, 100], "{rows:?}");
+    assert!(rows.iter().all(|r| r.1 == "charging"));
+    let hourly: u64 = client
+        .query_raw(&format!("SELECT sum(seconds) FROM {db}.charger_status_1h"))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(hourly, 800);
+    let lineage: u64 = client
+        .query_raw(&format!(
+            "SELECT max(max_offset) FROM {db}.sink_lineage WHERE raw_table = 'raw_connector_status'"
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(lineage, 7);
+    drop_database(&client, db).await.unwrap();
+}
