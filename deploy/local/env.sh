@@ -15,3 +15,5 @@ CLICKHOUSE_TCP_PORT="${CLICKHOUSE_TCP_PORT:-19000}"
 # loses everything on restart (useful for benchmarks only).
 BROKER_STORAGE="${BROKER_STORAGE:-sqlite}"
 TOPIC_PARTITIONS="${TOPIC_PARTITIONS:-4}"
+# The feed topics (proto/src/feed.rs) plus the sink's dead-letter topic.
+FEED_TOPICS="citybrain.ev_charging.v1 citybrain.parking.v1 citybrain.vehicles.v1 citybrain.sanitation.v1 citybrain.service_requests.v1 citybrain.dead_letter.v1"

@@ -127,8 +127,14 @@ impl KeyStore {
                 problem,
             };
             let key_digest = match (&entry.sha256, &entry.key) {
-                (Some(_), Some(_)) => return Err(problem("set either sha256 or key, not both".into())),
-                (None, None) => return Err(problem("sha256 (or, in development, key) is required".into())),
+                (Some(_), Some(_)) => {
+                    return Err(problem("set either sha256 or key, not both".into()));
+                }
+                (None, None) => {
+                    return Err(problem(
+                        "sha256 (or, in development, key) is required".into(),
+                    ));
+                }
                 (None, Some(_)) if production => {
                     return Err(problem(
                         "keys in clear are refused in production; store sha256 = \"<hex digest>\" instead".into(),
@@ -206,9 +212,7 @@ mod tests {
     use super::*;
 
     fn entry(extra: &str) -> String {
-        format!(
-            "[[keys]]\nname = \"cpo\"\ntenant = \"lucheng\"\nsource = \"hby-cpo\"\n{extra}\n"
-        )
+        format!("[[keys]]\nname = \"cpo\"\ntenant = \"lucheng\"\nsource = \"hby-cpo\"\n{extra}\n")
     }
 
     #[test]
@@ -219,7 +223,10 @@ mod tests {
         ));
         let store = KeyStore::parse(&text, "keys.toml", true).unwrap();
         let who = store.authenticate("secret-1").expect("known key");
-        assert_eq!((who.tenant.as_str(), who.source.as_str()), ("lucheng", "hby-cpo"));
+        assert_eq!(
+            (who.tenant.as_str(), who.source.as_str()),
+            ("lucheng", "hby-cpo")
+        );
         assert!(who.may_send(Kind::ConnectorStatus));
         assert!(!who.may_send(Kind::BinReading));
         assert!(store.authenticate("secret-2").is_none());
@@ -245,7 +252,10 @@ mod tests {
         ));
         let err = KeyStore::parse(&dev, "f", true).unwrap_err().to_string();
         assert!(err.contains("development key"), "{err}");
-        assert!(KeyStore::parse(&dev, "f", false).is_ok(), "fine in development");
+        assert!(
+            KeyStore::parse(&dev, "f", false).is_ok(),
+            "fine in development"
+        );
     }
 
     #[test]

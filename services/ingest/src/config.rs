@@ -44,6 +44,10 @@ pub struct KafkaConfig {
     pub linger: Duration,
     /// `CITYBRAIN_INGEST_COMPRESSION`: none, gzip, snappy, lz4 or zstd.
     pub compression: String,
+    /// `CITYBRAIN_KAFKA_OPTIONS`: extra librdkafka settings, applied last,
+    /// as `key=value` pairs separated by commas (e.g. TLS or SASL settings:
+    /// `security.protocol=SASL_SSL,sasl.mechanisms=SCRAM-SHA-512`).
+    pub librdkafka_options: Vec<(String, String)>,
 }
 
 /// Bounds on what one call may carry.
@@ -83,6 +87,7 @@ impl KafkaConfig {
             queue_max_kbytes: 64 * 1024,
             linger: Duration::from_millis(5),
             compression: "lz4".into(),
+            librdkafka_options: Vec::new(),
         }
     }
 }
@@ -104,7 +109,8 @@ impl IngestConfig {
                 });
             }
         };
-        let compression = env::string_or("CITYBRAIN_INGEST_COMPRESSION", &kafka_defaults.compression);
+        let compression =
+            env::string_or("CITYBRAIN_INGEST_COMPRESSION", &kafka_defaults.compression);
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str()) {
             return Err(ConfigError::Invalid {
                 name: "CITYBRAIN_INGEST_COMPRESSION",
@@ -115,7 +121,11 @@ impl IngestConfig {
         Ok(Self {
             grpc_addr: env::var_or("CITYBRAIN_INGEST_GRPC_ADDR", ([127, 0, 0, 1], 50051).into())?,
             admin_addr: env::var_or("CITYBRAIN_INGEST_ADMIN_ADDR", ([127, 0, 0, 1], 9101).into())?,
-            api_keys_file: env::string_or("CITYBRAIN_INGEST_API_KEYS", "deploy/local/dev-api-keys.toml").into(),
+            api_keys_file: env::string_or(
+                "CITYBRAIN_INGEST_API_KEYS",
+                "deploy/local/dev-api-keys.toml",
+            )
+            .into(),
             production,
             log_json: env::bool_or("CITYBRAIN_LOG_JSON", production)?,
             kafka: KafkaConfig {
@@ -139,11 +149,21 @@ impl IngestConfig {
                 )?,
                 linger: env::millis_or("CITYBRAIN_INGEST_LINGER_MS", kafka_defaults.linger)?,
                 compression,
+                librdkafka_options: env::key_values("CITYBRAIN_KAFKA_OPTIONS")?,
             },
             limits: BatchLimits {
-                max_batch_events: env::var_or("CITYBRAIN_INGEST_MAX_BATCH_EVENTS", defaults.max_batch_events)?,
-                max_batch_bytes: env::var_or("CITYBRAIN_INGEST_MAX_BATCH_BYTES", defaults.max_batch_bytes)?,
-                max_event_bytes: env::var_or("CITYBRAIN_INGEST_MAX_EVENT_BYTES", defaults.max_event_bytes)?,
+                max_batch_events: env::var_or(
+                    "CITYBRAIN_INGEST_MAX_BATCH_EVENTS",
+                    defaults.max_batch_events,
+                )?,
+                max_batch_bytes: env::var_or(
+                    "CITYBRAIN_INGEST_MAX_BATCH_BYTES",
+                    defaults.max_batch_bytes,
+                )?,
+                max_event_bytes: env::var_or(
+                    "CITYBRAIN_INGEST_MAX_EVENT_BYTES",
+                    defaults.max_event_bytes,
+                )?,
                 max_stream_events: env::var_or(
                     "CITYBRAIN_INGEST_MAX_STREAM_EVENTS",
                     defaults.max_stream_events,

@@ -65,13 +65,22 @@ mod tests {
 
     #[test]
     fn statuses_tell_the_client_what_to_do() {
-        let status = Status::from(IngestError::TooManyEvents { count: 1001, limit: 1000 });
+        let status = Status::from(IngestError::TooManyEvents {
+            count: 1001,
+            limit: 1000,
+        });
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains("at most 1000 events"));
-        let err = IngestError::StoreUnavailable { count: 3, detail: "timed out".into() };
+        let err = IngestError::StoreUnavailable {
+            count: 3,
+            detail: "timed out".into(),
+        };
         assert!(err.is_retryable());
         assert_eq!(Status::from(err).code(), Code::Unavailable);
-        assert_eq!(Status::from(IngestError::MissingApiKey).code(), Code::Unauthenticated);
+        assert_eq!(
+            Status::from(IngestError::MissingApiKey).code(),
+            Code::Unauthenticated
+        );
         assert!(!IngestError::UnknownApiKey.is_retryable());
     }
 }

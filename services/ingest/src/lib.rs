@@ -92,7 +92,11 @@ pub async fn serve(
     );
     // tonic's own limit sits above ours so that an oversized batch gets our
     // message naming the limit rather than a bare transport error.
-    let max_message = config.limits.max_batch_bytes.saturating_mul(2).max(1024 * 1024);
+    let max_message = config
+        .limits
+        .max_batch_bytes
+        .saturating_mul(2)
+        .max(1024 * 1024);
     let ingest = IngestServiceServer::new(handler)
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
@@ -136,15 +140,20 @@ async fn watch_kafka(
     let mut was_up = None;
     loop {
         let up = producer.is_reachable(Duration::from_secs(2)).await;
+        producer.heal(up);
         readiness.set("kafka", up);
         metrics::kafka_up(up);
         if was_up != Some(up) {
             if up {
                 tracing::info!("kafka reachable");
-                health.set_serving::<IngestServiceServer<IngestHandler>>().await;
+                health
+                    .set_serving::<IngestServiceServer<IngestHandler>>()
+                    .await;
             } else {
                 tracing::warn!("kafka unreachable");
-                health.set_not_serving::<IngestServiceServer<IngestHandler>>().await;
+                health
+                    .set_not_serving::<IngestServiceServer<IngestHandler>>()
+                    .await;
             }
             was_up = Some(up);
         }

@@ -9,12 +9,20 @@ use tokio::net::TcpListener;
 async fn main() -> anyhow::Result<()> {
     let config = IngestConfig::from_env().context("invalid configuration")?;
     citybrain_telemetry::init_tracing(config.log_json);
-    let grpc = TcpListener::bind(config.grpc_addr)
-        .await
-        .with_context(|| format!("cannot listen on {} (CITYBRAIN_INGEST_GRPC_ADDR)", config.grpc_addr))?;
+    let grpc = TcpListener::bind(config.grpc_addr).await.with_context(|| {
+        format!(
+            "cannot listen on {} (CITYBRAIN_INGEST_GRPC_ADDR)",
+            config.grpc_addr
+        )
+    })?;
     let admin = TcpListener::bind(config.admin_addr)
         .await
-        .with_context(|| format!("cannot listen on {} (CITYBRAIN_INGEST_ADMIN_ADDR)", config.admin_addr))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (CITYBRAIN_INGEST_ADMIN_ADDR)",
+                config.admin_addr
+            )
+        })?;
     citybrain_ingest::serve(config, grpc, admin, citybrain_telemetry::shutdown_signal()).await?;
     Ok(())
 }

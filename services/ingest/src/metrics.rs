@@ -16,16 +16,21 @@ pub const PRODUCER_QUEUE: &str = "citybrain_ingest_producer_queue_messages";
 pub const PRODUCER_QUEUE_BYTES: &str = "citybrain_ingest_producer_queue_bytes";
 pub const BROKER_RTT: &str = "citybrain_ingest_kafka_broker_rtt_seconds";
 pub const KAFKA_UP: &str = "citybrain_ingest_kafka_up";
+pub const PRODUCER_REPLACED: &str = "citybrain_ingest_producer_replaced_total";
 
 /// Histogram buckets (seconds) by metric-name suffix.
 pub const BUCKETS: &[(&str, &[f64])] = &[
     (
         REQUEST_DURATION,
-        &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        &[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ],
     ),
     (
         PRODUCE_DURATION,
-        &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        &[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ],
     ),
 ];
 
@@ -66,6 +71,10 @@ pub fn broker_rtt(seconds: f64) {
 
 pub fn kafka_up(up: bool) {
     gauge!(KAFKA_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn producer_replaced() {
+    counter!(PRODUCER_REPLACED).increment(1);
 }
 
 fn outcome_label(outcome: Outcome) -> &'static str {

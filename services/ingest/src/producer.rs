@@ -15,7 +15,11 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord, Producer},
     util::Timeout,
 };
-use std::{collections::HashMap, time::Duration, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
 
 /// Why Kafka did not take an event.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -50,17 +54,29 @@ impl ClientContext for StatsContext {
     }
 }
 
-/// Sends encoded events to their feed's topic.
+/// Sends encoded events to their feed's topic. Cheap to clone.
+///
+/// The librdkafka producer inside can be replaced ([`EventProducer::heal`]):
+/// an idempotent producer that hit a fatal error never sends again, and one
+/// whose broker lost its producer state (seen with Tansu after a restart)
+/// keeps failing even though the broker answers. Replacing it costs one
+/// InitProducerId; events in flight on the old one are answered RETRYABLE.
 #[derive(Clone)]
 pub struct EventProducer {
-    producer: FutureProducer<StatsContext>,
-    topics: HashMap<Feed, String>,
+    current: Arc<RwLock<FutureProducer<StatsContext>>>,
+    client_config: ClientConfig,
+    topics: Arc<HashMap<Feed, String>>,
     enqueue_timeout: Duration,
+    /// A producer failing for this long while Kafka answers is replaced.
+    stuck_after: Duration,
+    /// Since when every send has failed, if the last one failed.
+    failing_since: Arc<Mutex<Option<Instant>>>,
 }
 
 impl EventProducer {
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
-        let producer: FutureProducer<StatsContext> = ClientConfig::new()
+        let mut client_config = ClientConfig::new();
+        client_config
             .set("bootstrap.servers", &config.brokers)
             .set("client.id", "citybrain-ingest")
             // Idempotence gives exactly-once, in-order writes per partition
@@ -69,25 +85,50 @@ impl EventProducer {
             .set("acks", "all")
             .set("compression.type", &config.compression)
             .set("linger.ms", config.linger.as_millis().to_string())
-            .set("message.timeout.ms", config.delivery_timeout.as_millis().to_string())
-            .set("queue.buffering.max.messages", config.queue_max_messages.to_string())
-            .set("queue.buffering.max.kbytes", config.queue_max_kbytes.to_string())
-            .set("statistics.interval.ms", "5000")
-            .create_with_context(StatsContext)?;
+            .set(
+                "message.timeout.ms",
+                config.delivery_timeout.as_millis().to_string(),
+            )
+            .set(
+                "queue.buffering.max.messages",
+                config.queue_max_messages.to_string(),
+            )
+            .set(
+                "queue.buffering.max.kbytes",
+                config.queue_max_kbytes.to_string(),
+            )
+            // While the broker is down, librdkafka only times messages out
+            // between reconnect attempts; its default 10 s backoff cap made a
+            // 3 s delivery timeout take 8–10 s (measured against Tansu).
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("statistics.interval.ms", "5000");
+        // Operator-supplied librdkafka settings (TLS, SASL, tuning) win.
+        for (key, value) in &config.librdkafka_options {
+            client_config.set(key, value);
+        }
+        let producer: FutureProducer<StatsContext> =
+            client_config.create_with_context(StatsContext)?;
         let topics = Feed::ALL
             .into_iter()
             .map(|feed| (feed, format!("{}{}", config.topic_prefix, feed.topic())))
             .collect();
         Ok(Self {
-            producer,
-            topics,
+            current: Arc::new(RwLock::new(producer)),
+            client_config,
+            topics: Arc::new(topics),
             enqueue_timeout: config.enqueue_timeout,
+            stuck_after: config.delivery_timeout * 2,
+            failing_since: Arc::new(Mutex::new(None)),
         })
     }
 
     /// The full topic name of a feed, with this deployment's prefix.
     pub fn topic(&self, feed: Feed) -> &str {
         &self.topics[&feed]
+    }
+
+    fn producer(&self) -> FutureProducer<StatsContext> {
+        self.current.read().expect("producer lock").clone()
     }
 
     /// Resolves once Kafka acknowledged the record, or with why it did not.
@@ -104,29 +145,68 @@ impl EventProducer {
             .payload(payload)
             .headers(headers);
         let result = self
-            .producer
+            .producer()
             .send(record, Timeout::After(self.enqueue_timeout))
             .await;
         metrics::produced(started.elapsed());
-        result.map(|_| ()).map_err(|(err, _)| classify(err))
+        let result = result.map(|_| ()).map_err(|(err, _)| classify(err));
+        let mut failing_since = self.failing_since.lock().expect("failure lock");
+        match &result {
+            Ok(()) => *failing_since = None,
+            Err(ProduceError::Unavailable(_)) => {
+                failing_since.get_or_insert(started);
+            }
+            Err(_) => {}
+        }
+        result
     }
 
-    /// Whether a broker answers a metadata request within `timeout`, and the
-    /// producer has not hit a fatal error.
+    /// Whether a broker answers a metadata request within `timeout`.
     pub async fn is_reachable(&self, timeout: Duration) -> bool {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         // fetch_metadata blocks; keep it off the async workers.
-        tokio::task::spawn_blocking(move || {
-            producer.client().fatal_error().is_none()
-                && producer.client().fetch_metadata(None, timeout).is_ok()
-        })
-        .await
-        .unwrap_or(false)
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).is_ok())
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Replaces the producer when it cannot recover by itself: after a fatal
+    /// error, or when Kafka answers (`kafka_reachable`) but every send has
+    /// failed for longer than twice the delivery timeout. Returns whether it
+    /// replaced it.
+    pub fn heal(&self, kafka_reachable: bool) -> bool {
+        let fatal = self.producer().client().fatal_error();
+        let stuck = kafka_reachable
+            && self
+                .failing_since
+                .lock()
+                .expect("failure lock")
+                .is_some_and(|since| since.elapsed() > self.stuck_after);
+        if fatal.is_none() && !stuck {
+            return false;
+        }
+        match self.client_config.create_with_context(StatsContext) {
+            Ok(fresh) => {
+                tracing::warn!(
+                    fatal = ?fatal,
+                    stuck,
+                    "replacing the Kafka producer: it cannot recover by itself"
+                );
+                *self.current.write().expect("producer lock") = fresh;
+                *self.failing_since.lock().expect("failure lock") = None;
+                metrics::producer_replaced();
+                true
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot create a new Kafka producer");
+                false
+            }
+        }
     }
 
     /// Waits up to `timeout` for every queued event to be acknowledged.
     pub async fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
             .unwrap_or(Err(KafkaError::Canceled))
@@ -157,15 +237,21 @@ mod tests {
             ProduceError::Overloaded
         ));
         assert!(matches!(
-            classify(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)),
+            classify(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge
+            )),
             ProduceError::Rejected(_)
         ));
         assert!(matches!(
-            classify(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)),
+            classify(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut
+            )),
             ProduceError::Unavailable(_)
         ));
         assert!(matches!(
-            classify(KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopicOrPartition)),
+            classify(KafkaError::MessageProduction(
+                RDKafkaErrorCode::UnknownTopicOrPartition
+            )),
             ProduceError::Unavailable(_)
         ));
     }

@@ -71,7 +71,8 @@ fn payload(kind: Kind) -> (&'static str, Payload) {
                 connector_id: 1,
                 transaction_id: "tx-1001".into(),
                 phase: ev::SessionPhase::Ended as i32,
-                id_token_hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+                id_token_hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+                    .into(),
                 meter_start_wh: 100_000.0,
                 meter_stop_wh: Some(121_000.0),
                 energy_kwh: Some(21.0),

@@ -40,12 +40,19 @@ pub struct IngestHandler {
 struct Answers {
     seen_ids: HashSet<String>,
     results: Vec<EventResult>,
-    /// Why the last retryable event was not stored, for the call's error.
-    last_retry_cause: Option<ProduceError>,
+    /// Some event found the producer queue full.
+    overloaded: bool,
+    /// Why an event could not reach Kafka, for the call's error message.
+    unavailable: Option<String>,
 }
 
 impl IngestHandler {
-    pub fn new(keys: KeyStore, producer: EventProducer, limits: BatchLimits, validation: Limits) -> Self {
+    pub fn new(
+        keys: KeyStore,
+        producer: EventProducer,
+        limits: BatchLimits,
+        validation: Limits,
+    ) -> Self {
         Self {
             keys,
             producer,
@@ -98,7 +105,12 @@ impl IngestHandler {
             let event_id = match normalise_event_id(&event.event_id) {
                 Ok(id) => id,
                 Err(rejection) => {
-                    answers.results.push(rejected(index, event.event_id.clone(), kind_label, rejection));
+                    answers.results.push(rejected(
+                        index,
+                        event.event_id.clone(),
+                        kind_label,
+                        rejection,
+                    ));
                     continue;
                 }
             };
@@ -119,7 +131,9 @@ impl IngestHandler {
             let kind = match validate::validate(&event, now, &self.validation) {
                 Ok(kind) => kind,
                 Err(rejection) => {
-                    answers.results.push(rejected(index, event_id, kind_label, rejection));
+                    answers
+                        .results
+                        .push(rejected(index, event_id, kind_label, rejection));
                     continue;
                 }
             };
@@ -129,7 +143,9 @@ impl IngestHandler {
                     kind.as_str(),
                     format!("this API key may not send {kind} events"),
                 );
-                answers.results.push(rejected(index, event_id, kind_label, rejection));
+                answers
+                    .results
+                    .push(rejected(index, event_id, kind_label, rejection));
                 continue;
             }
             let event_bytes = event.encoded_len();
@@ -142,7 +158,9 @@ impl IngestHandler {
                         self.limits.max_event_bytes
                     ),
                 );
-                answers.results.push(rejected(index, event_id, kind_label, rejection));
+                answers
+                    .results
+                    .push(rejected(index, event_id, kind_label, rejection));
                 continue;
             }
             event.event_id = event_id.clone();
@@ -155,9 +173,18 @@ impl IngestHandler {
             }
             .encode_to_vec();
             let headers = OwnedHeaders::new_with_capacity(3)
-                .insert(Header { key: headers::KIND, value: Some(kind.as_str()) })
-                .insert(Header { key: headers::SCHEMA, value: Some(SCHEMA_VERSION) })
-                .insert(Header { key: headers::TENANT, value: Some(who.tenant.as_str()) });
+                .insert(Header {
+                    key: headers::KIND,
+                    value: Some(kind.as_str()),
+                })
+                .insert(Header {
+                    key: headers::SCHEMA,
+                    value: Some(SCHEMA_VERSION),
+                })
+                .insert(Header {
+                    key: headers::TENANT,
+                    value: Some(who.tenant.as_str()),
+                });
             // Placeholder, replaced once Kafka has answered.
             answers.results.push(EventResult {
                 index,
@@ -175,7 +202,11 @@ impl IngestHandler {
             let event_id = std::mem::take(&mut slot.event_id);
             *slot = match outcome {
                 Ok(()) => {
-                    metrics::event_answered(kind.as_str(), Outcome::Accepted, ReasonCode::Unspecified);
+                    metrics::event_answered(
+                        kind.as_str(),
+                        Outcome::Accepted,
+                        ReasonCode::Unspecified,
+                    );
                     EventResult {
                         index: position as u32,
                         event_id,
@@ -186,7 +217,9 @@ impl IngestHandler {
                 Err(err) => {
                     let (outcome, reason) = match &err {
                         ProduceError::Overloaded => (Outcome::Retryable, ReasonCode::Overloaded),
-                        ProduceError::Unavailable(_) => (Outcome::Retryable, ReasonCode::StoreUnavailable),
+                        ProduceError::Unavailable(_) => {
+                            (Outcome::Retryable, ReasonCode::StoreUnavailable)
+                        }
                         ProduceError::Rejected(_) => (Outcome::Rejected, ReasonCode::StoreRejected),
                     };
                     let result = answer(
@@ -196,8 +229,10 @@ impl IngestHandler {
                         outcome,
                         Rejection::new(reason, "", err.to_string()),
                     );
-                    if outcome == Outcome::Retryable {
-                        answers.last_retry_cause = Some(err);
+                    match err {
+                        ProduceError::Overloaded => answers.overloaded = true,
+                        ProduceError::Unavailable(detail) => answers.unavailable = Some(detail),
+                        ProduceError::Rejected(_) => {}
                     }
                     result
                 }
@@ -277,12 +312,13 @@ fn respond(answers: Answers) -> Result<IngestResponse, IngestError> {
     };
     if response.accepted == 0 && response.retryable > 0 {
         let count = response.retryable as usize;
-        return Err(match answers.last_retry_cause {
-            Some(ProduceError::Overloaded) => IngestError::Overloaded { count },
-            other => IngestError::StoreUnavailable {
+        return Err(if answers.overloaded {
+            IngestError::Overloaded { count }
+        } else {
+            IngestError::StoreUnavailable {
                 count,
-                detail: other.map_or_else(String::new, |err| err.to_string()),
-            },
+                detail: answers.unavailable.unwrap_or_default(),
+            }
         });
     }
     Ok(IngestResponse {
@@ -293,7 +329,10 @@ fn respond(answers: Answers) -> Result<IngestResponse, IngestError> {
 
 #[tonic::async_trait]
 impl IngestService for IngestHandler {
-    async fn ingest(&self, request: Request<IngestRequest>) -> Result<Response<IngestResponse>, Status> {
+    async fn ingest(
+        &self,
+        request: Request<IngestRequest>,
+    ) -> Result<Response<IngestResponse>, Status> {
         let started = Instant::now();
         let result = async {
             let who = self.authenticate(request.metadata())?;
@@ -337,7 +376,9 @@ fn finish(
     started: Instant,
     result: Result<IngestResponse, IngestError>,
 ) -> Result<Response<IngestResponse>, Status> {
-    let code = result.as_ref().map_or_else(IngestError::code, |_| tonic::Code::Ok);
+    let code = result
+        .as_ref()
+        .map_or_else(IngestError::code, |_| tonic::Code::Ok);
     metrics::request_finished(method, code, started.elapsed());
     match result {
         Ok(response) => Ok(Response::new(response)),
@@ -371,7 +412,10 @@ mod tests {
         let assigned = normalise_event_id("").unwrap();
         assert_eq!(Uuid::parse_str(&assigned).unwrap().get_version_num(), 7);
         let err = normalise_event_id("not-a-uuid").unwrap_err();
-        assert_eq!((err.reason, err.field.as_str()), (ReasonCode::InvalidFormat, "event_id"));
+        assert_eq!(
+            (err.reason, err.field.as_str()),
+            (ReasonCode::InvalidFormat, "event_id")
+        );
         assert!(normalise_event_id("00000000-0000-0000-0000-000000000000").is_err());
     }
 
@@ -386,7 +430,7 @@ mod tests {
             outcome: Outcome::Rejected as i32,
             ..Default::default()
         });
-        answers.last_retry_cause = Some(ProduceError::Unavailable("timed out".into()));
+        answers.unavailable = Some("timed out".into());
         let err = respond(answers).unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
 

@@ -97,7 +97,11 @@ pub fn validate(event: &Event, now: SystemTime, limits: &Limits) -> Result<Kind,
 
 fn observed_at(value: Option<&Timestamp>, now: SystemTime, limits: &Limits) -> Check {
     let ts = value.ok_or_else(|| {
-        Rejection::new(ReasonCode::MissingField, "observed_at", "observed_at is required")
+        Rejection::new(
+            ReasonCode::MissingField,
+            "observed_at",
+            "observed_at is required",
+        )
     })?;
     let at = timestamp("observed_at", ts)?;
     if let Ok(ahead) = at.duration_since(now)
@@ -134,7 +138,10 @@ fn timestamp(path: &str, ts: &Timestamp) -> Result<SystemTime, Rejection> {
         return Err(Rejection::new(
             ReasonCode::InvalidFormat,
             path,
-            format!("{path} is not a valid UTC timestamp after 1970 (seconds {}, nanos {})", ts.seconds, ts.nanos),
+            format!(
+                "{path} is not a valid UTC timestamp after 1970 (seconds {}, nanos {})",
+                ts.seconds, ts.nanos
+            ),
         ));
     }
     Ok(UNIX_EPOCH + Duration::new(ts.seconds as u64, ts.nanos as u32))
@@ -161,8 +168,16 @@ fn connector_status(p: &ev::ConnectorStatus) -> Check {
     positive_u32("connector_status.connector_id", p.connector_id)?;
     required_enum::<ConnectorStatusValue>("connector_status.status", p.status)?;
     optional_enum::<ChargePointErrorCode>("connector_status.error_code", p.error_code)?;
-    text("connector_status.vendor_status", &p.vendor_status, MAX_ID_BYTES)?;
-    text("connector_status.vendor_error_code", &p.vendor_error_code, MAX_ID_BYTES)?;
+    text(
+        "connector_status.vendor_status",
+        &p.vendor_status,
+        MAX_ID_BYTES,
+    )?;
+    text(
+        "connector_status.vendor_error_code",
+        &p.vendor_error_code,
+        MAX_ID_BYTES,
+    )?;
     text("connector_status.info", &p.info, 500)?;
     text("connector_status.site", &p.site, MAX_ID_BYTES)
 }
@@ -170,12 +185,24 @@ fn connector_status(p: &ev::ConnectorStatus) -> Check {
 fn meter_sample(p: &ev::MeterSample) -> Check {
     id("meter_sample.station_id", &p.station_id)?;
     positive_u32("meter_sample.connector_id", p.connector_id)?;
-    text("meter_sample.transaction_id", &p.transaction_id, MAX_ID_BYTES)?;
-    non_negative("meter_sample.energy_active_import_wh", p.energy_active_import_wh)?;
+    text(
+        "meter_sample.transaction_id",
+        &p.transaction_id,
+        MAX_ID_BYTES,
+    )?;
+    non_negative(
+        "meter_sample.energy_active_import_wh",
+        p.energy_active_import_wh,
+    )?;
     if let Some(power) = p.power_active_import_w {
         non_negative("meter_sample.power_active_import_w", power)?;
     }
-    phases("meter_sample.current_import_a", &p.current_import_a, 0.0, 1000.0)?;
+    phases(
+        "meter_sample.current_import_a",
+        &p.current_import_a,
+        0.0,
+        1000.0,
+    )?;
     phases("meter_sample.voltage_v", &p.voltage_v, 0.0, 1000.0)?;
     if let Some(soc) = p.soc_percent {
         range("meter_sample.soc_percent", soc, 0.0, 100.0)?;
@@ -206,14 +233,21 @@ fn charging_session(p: &ev::ChargingSession) -> Check {
     positive_u32("charging_session.connector_id", p.connector_id)?;
     id("charging_session.transaction_id", &p.transaction_id)?;
     let phase = required_enum::<SessionPhase>("charging_session.phase", p.phase)?;
-    text("charging_session.id_token_hash", &p.id_token_hash, MAX_ID_BYTES)?;
+    text(
+        "charging_session.id_token_hash",
+        &p.id_token_hash,
+        MAX_ID_BYTES,
+    )?;
     non_negative("charging_session.meter_start_wh", p.meter_start_wh)?;
     optional_timestamp("charging_session.started_at", p.started_at.as_ref())?;
     text("charging_session.site", &p.site, MAX_ID_BYTES)?;
     let optional_amounts = [
         ("charging_session.meter_stop_wh", p.meter_stop_wh),
         ("charging_session.energy_kwh", p.energy_kwh),
-        ("charging_session.fee_electricity_cny", p.fee_electricity_cny),
+        (
+            "charging_session.fee_electricity_cny",
+            p.fee_electricity_cny,
+        ),
         ("charging_session.fee_service_cny", p.fee_service_cny),
         ("charging_session.fee_total_cny", p.fee_total_cny),
     ];
@@ -281,7 +315,10 @@ fn parking_site_counts(p: &ev::ParkingSiteCounts) -> Check {
         return Err(Rejection::new(
             ReasonCode::Inconsistent,
             "parking_site_counts.ev_total",
-            format!("ev_total ({ev_total}) exceeds total_spots ({})", p.total_spots),
+            format!(
+                "ev_total ({ev_total}) exceeds total_spots ({})",
+                p.total_spots
+            ),
         ));
     }
     if let Some(ev_occupied) = p.ev_occupied {
@@ -349,7 +386,11 @@ fn vehicle_position(p: &ev::VehiclePosition) -> Check {
 fn patrol_check_in(p: &ev::PatrolCheckIn) -> Check {
     id("patrol_check_in.patrol_id", &p.patrol_id)?;
     id("patrol_check_in.team_id", &p.team_id)?;
-    text("patrol_check_in.inspector_id", &p.inspector_id, MAX_ID_BYTES)?;
+    text(
+        "patrol_check_in.inspector_id",
+        &p.inspector_id,
+        MAX_ID_BYTES,
+    )?;
     id("patrol_check_in.checkpoint_id", &p.checkpoint_id)?;
     id("patrol_check_in.village", &p.village)?;
     optional_enum::<ev::CheckInMethod>("patrol_check_in.method", p.method)?;
@@ -359,30 +400,48 @@ fn patrol_check_in(p: &ev::PatrolCheckIn) -> Check {
             &format!("patrol_check_in.compliance[{i}].waste_class"),
             item.waste_class,
         )?;
-        required_enum::<ev::SortingResult>(&format!("patrol_check_in.compliance[{i}].result"), item.result)?;
+        required_enum::<ev::SortingResult>(
+            &format!("patrol_check_in.compliance[{i}].result"),
+            item.result,
+        )?;
         if seen.contains(&class) {
             return Err(Rejection::new(
                 ReasonCode::Inconsistent,
                 format!("patrol_check_in.compliance[{i}].waste_class"),
-                format!("waste_class {} is listed twice in compliance", class.as_str_name()),
+                format!(
+                    "waste_class {} is listed twice in compliance",
+                    class.as_str_name()
+                ),
             ));
         }
         seen.push(class);
     }
     if let Some(contamination) = p.contamination_percent {
-        range("patrol_check_in.contamination_percent", contamination, 0.0, 100.0)?;
+        range(
+            "patrol_check_in.contamination_percent",
+            contamination,
+            0.0,
+            100.0,
+        )?;
     }
     if p.photo_refs.len() > 10 {
         return Err(Rejection::new(
             ReasonCode::OutOfRange,
             "patrol_check_in.photo_refs",
-            format!("photo_refs has {} references; at most 10", p.photo_refs.len()),
+            format!(
+                "photo_refs has {} references; at most 10",
+                p.photo_refs.len()
+            ),
         ));
     }
     for (i, reference) in p.photo_refs.iter().enumerate() {
         id(&format!("patrol_check_in.photo_refs[{i}]"), reference)?;
     }
-    text("patrol_check_in.follow_up_request_id", &p.follow_up_request_id, MAX_ID_BYTES)
+    text(
+        "patrol_check_in.follow_up_request_id",
+        &p.follow_up_request_id,
+        MAX_ID_BYTES,
+    )
 }
 
 fn bin_reading(p: &ev::BinReading) -> Check {
@@ -419,12 +478,18 @@ fn waste_collection(p: &ev::WasteCollection) -> Check {
             &format!("waste_collection.weights[{i}].waste_class"),
             weight.waste_class,
         )?;
-        non_negative(&format!("waste_collection.weights[{i}].net_weight_kg"), weight.net_weight_kg)?;
+        non_negative(
+            &format!("waste_collection.weights[{i}].net_weight_kg"),
+            weight.net_weight_kg,
+        )?;
         if seen.contains(&class) {
             return Err(Rejection::new(
                 ReasonCode::Inconsistent,
                 format!("waste_collection.weights[{i}].waste_class"),
-                format!("waste_class {} is listed twice in weights", class.as_str_name()),
+                format!(
+                    "waste_class {} is listed twice in weights",
+                    class.as_str_name()
+                ),
             ));
         }
         seen.push(class);
@@ -439,7 +504,11 @@ fn service_request(p: &ev::ServiceRequestTransition) -> Check {
         required_enum::<RequestTransition>("service_request.transition", p.transition)?;
     required_enum::<ev::RequestCategory>("service_request.category", p.category)?;
     id("service_request.village", &p.village)?;
-    text("service_request.service_code", &p.service_code, MAX_ID_BYTES)?;
+    text(
+        "service_request.service_code",
+        &p.service_code,
+        MAX_ID_BYTES,
+    )?;
     text("service_request.address", &p.address, 500)?;
     text("service_request.department", &p.department, MAX_ID_BYTES)?;
     text("service_request.note", &p.note, MAX_TEXT_BYTES)?;

@@ -26,7 +26,10 @@ impl Readiness {
 
     /// Records whether the dependency `name` currently answers.
     pub fn set(&self, name: &'static str, ready: bool) {
-        self.checks.lock().expect("readiness lock").insert(name, ready);
+        self.checks
+            .lock()
+            .expect("readiness lock")
+            .insert(name, ready);
     }
 
     /// Ready when at least one check exists and all pass.

@@ -67,16 +67,42 @@ pub fn bool_or(name: &'static str, default: bool) -> Result<bool, ConfigError> {
     }
 }
 
+/// Reads `key=value,key=value` pairs (e.g. pass-through client settings);
+/// empty when unset.
+pub fn key_values(name: &'static str) -> Result<Vec<(String, String)>, ConfigError> {
+    let value = match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => return Ok(Vec::new()),
+    };
+    value
+        .split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, val)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_string(), val.trim().to_string()))
+            }
+            _ => Err(ConfigError::Invalid {
+                name,
+                value: value.clone(),
+                reason: format!("{pair:?} is not key=value"),
+            }),
+        })
+        .collect()
+}
+
 fn parse<T>(name: &'static str, value: &str) -> Result<T, ConfigError>
 where
     T: FromStr,
     T::Err: std::fmt::Display,
 {
-    value.trim().parse().map_err(|err: T::Err| ConfigError::Invalid {
-        name,
-        value: value.to_string(),
-        reason: err.to_string(),
-    })
+    value
+        .trim()
+        .parse()
+        .map_err(|err: T::Err| ConfigError::Invalid {
+            name,
+            value: value.to_string(),
+            reason: err.to_string(),
+        })
 }
 
 #[cfg(test)]

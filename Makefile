@@ -1,0 +1,46 @@
+# citybrain — the two commands are `make run` and `make test`.
+#
+# The stack (Kafka-protocol broker + ClickHouse) runs on loopback with its data
+# under .stack/; slow one-time installs are cached in ~/.cache/citybrain.
+# `make test` uses its own stack (other ports, .stack/test) so it never
+# disturbs a running `make run`.
+
+SHELL := /bin/bash
+STACK := deploy/local/stack.sh
+TEST_ENV := STACK_DIR=$(CURDIR)/.stack/test KAFKA_PORT=29092 \
+            CLICKHOUSE_HTTP_PORT=28123 CLICKHOUSE_TCP_PORT=29000
+export CITYBRAIN_CACHE ?= $(HOME)/.cache/citybrain
+
+.PHONY: run test check lint unit stack-up stack-down stack-status test-stack-down install bench
+
+## Install what is missing, start the stack and the services, feed them.
+run:
+	@bash deploy/local/run.sh
+
+## Every test: formatting, lints, unit tests and the end-to-end suites
+## against a real broker and ClickHouse started here.
+test: lint
+	@$(TEST_ENV) bash $(STACK) up
+	$(TEST_ENV) CITYBRAIN_KAFKA_BROKERS=127.0.0.1:29092 \
+	  CITYBRAIN_CLICKHOUSE_URL=http://127.0.0.1:28123 \
+	  cargo test --workspace --locked
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+## Unit tests only (no servers needed).
+unit:
+	cargo test --workspace --lib --bins --locked
+
+install:
+	@bash deploy/local/install.sh
+
+stack-up:
+	@bash $(STACK) up
+stack-down:
+	@bash $(STACK) down
+stack-status:
+	@bash $(STACK) status
+test-stack-down:
+	@$(TEST_ENV) bash $(STACK) down

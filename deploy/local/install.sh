@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs what the local stack needs and is missing: Debian's ClickHouse and
+# the Tansu broker (built once into $CITYBRAIN_CACHE).
+set -euo pipefail
+here="$(dirname "$0")"
+bash "$here/clickhouse.sh" install
+bash "$here/broker.sh" install
