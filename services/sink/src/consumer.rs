@@ -1,0 +1,132 @@
+//! The Kafka consumer: group membership, rebalance notes, statistics.
+//!
+//! librdkafka calls the rebalance hooks from inside `recv()`, on the
+//! pipeline's own task, so they can never run while that task is inserting.
+//! The hooks only take notes (and pause newly assigned partitions); the
+//! pipeline acts on the notes before it writes anything else. A partition
+//! stays paused until the pipeline has read from ClickHouse which of its
+//! offsets are already stored.
+
+use crate::batch::PartitionId;
+use crate::config::KafkaConfig;
+use crate::metrics;
+use rdkafka::{
+    ClientConfig, ClientContext, Statistics, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+    error::KafkaResult,
+};
+use std::sync::Mutex;
+
+/// A rebalance the pipeline has yet to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceNote {
+    Assigned(Vec<PartitionId>),
+    Revoked(Vec<PartitionId>),
+}
+
+/// Collects rebalance notes and feeds librdkafka statistics into metrics.
+#[derive(Default)]
+pub struct SinkContext {
+    notes: Mutex<Vec<RebalanceNote>>,
+}
+
+impl SinkContext {
+    /// The notes taken since the last call, oldest first.
+    pub fn take_notes(&self) -> Vec<RebalanceNote> {
+        std::mem::take(&mut *self.notes.lock().expect("rebalance notes lock"))
+    }
+
+    fn note(&self, note: RebalanceNote) {
+        self.notes.lock().expect("rebalance notes lock").push(note);
+    }
+}
+
+fn partitions(list: &TopicPartitionList) -> Vec<PartitionId> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for SinkContext {
+    fn stats(&self, statistics: Statistics) {
+        for (name, topic) in &statistics.topics {
+            for (id, partition) in &topic.partitions {
+                // -1 is librdkafka's internal "unassigned" partition; a lag of
+                // -1 means not known yet.
+                if *id >= 0 && partition.consumer_lag >= 0 {
+                    metrics::consumer_lag(name, *id, partition.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SinkContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            metrics::rebalanced("revoke");
+            tracing::info!(partitions = list.count(), "partitions revoked");
+            self.note(RebalanceNote::Revoked(partitions(list)));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                metrics::rebalanced("assign");
+                tracing::info!(partitions = list.count(), "partitions assigned");
+                // Nothing is read from a partition before the pipeline knows
+                // what ClickHouse already holds of it.
+                if let Err(err) = consumer.pause(list) {
+                    tracing::error!(error = %err, "pausing newly assigned partitions failed");
+                }
+                self.note(RebalanceNote::Assigned(partitions(list)));
+            }
+            Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(err) = result {
+            // Harmless for correctness: the lineage in ClickHouse, not the
+            // committed offset, decides what is skipped on redelivery.
+            tracing::debug!(error = %err, "offset commit failed");
+        }
+    }
+}
+
+/// A group consumer subscribed to `topics`, nothing committed automatically.
+pub fn subscribe(
+    config: &KafkaConfig,
+    topics: &[String],
+) -> KafkaResult<StreamConsumer<SinkContext>> {
+    let consumer: StreamConsumer<SinkContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group_id)
+        .set("client.id", "citybrain-sink")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "range,roundrobin")
+        .set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (config.session_timeout.as_millis() / 3)
+                .max(100)
+                .to_string(),
+        )
+        .set(
+            "max.poll.interval.ms",
+            config.max_poll_interval.as_millis().to_string(),
+        )
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(SinkContext::default())?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names)?;
+    Ok(consumer)
+}

@@ -1,0 +1,781 @@
+//! The consume → batch → insert → commit loop.
+//!
+//! # Exactly once, visibly
+//!
+//! ClickHouse's materialized views count every inserted block, before any
+//! ReplacingMergeTree merge, so a row inserted twice is counted twice in the
+//! roll-ups. The sink therefore never inserts a message twice, by treating
+//! the Kafka lineage stored *with the rows* as the truth about what is done:
+//!
+//! 1. Within one partition, messages are handled in offset order and each
+//!    batch writes a raw table's rows in a single INSERT (one block: the batch
+//!    is far below `max_insert_block_size`), so an INSERT lands completely or
+//!    not at all, and batches of one partition are written one after another.
+//!    Hence, for every raw table T and partition p, the offsets of p stored in
+//!    T are always a *prefix*: every T-message of p up to some offset m(T, p),
+//!    and none after it.
+//! 2. The same INSERT that writes T's rows writes m(T, p) into `sink_lineage`
+//!    (a materialized view on T). It is never ahead of or behind the rows.
+//! 3. Before a partition is read after an assignment (it is paused until
+//!    then), and before any retry of a failed flush, the sink reads m(·, p);
+//!    a message of kind T at offset o ≤ m(T, p) is skipped as already stored.
+//! 4. Offsets are committed only after every INSERT of the batch succeeded.
+//!    The commit is just a resume point: losing it (crash before or during
+//!    the commit) only means redelivery, which step 3 absorbs.
+//!
+//! A crash between the INSERTs into two tables of one batch (say the batch
+//! held connector_status rows at offsets 10 and 12 and meter samples at 11
+//! and 13, and only the connector_status INSERT landed) leaves m(status, p) =
+//! 12 and m(meter, p) at its old value. After the restart Kafka redelivers
+//! 10..13; 10 and 12 are skipped, 11 and 13 inserted: nothing lost, nothing
+//! twice. A failed INSERT whose outcome is unknown (timeout) is the same
+//! case: the retry starts with step 3.
+//!
+//! Dead letters of a batch are sent (and acknowledged) before its rows are
+//! inserted, so a poison message at an offset ≤ the highest stored offset of
+//! its partition was dead-lettered already and is skipped on redelivery. A
+//! crash before any row of a later batch lands may dead-letter it again: the
+//! dead-letter topic is at least once.
+//!
+//! Limits, stated plainly: ClickHouse itself crashing in the middle of an
+//! INSERT (after the raw part, before a view's part) is not covered, nor an
+//! instance evicted from the group *during* an INSERT (prevented by keeping
+//! the insert timeout below `max.poll.interval.ms`). The same event sent to
+//! ingest twice in separate requests is two Kafka messages; the raw table
+//! collapses it (ReplacingMergeTree on the event id, `FINAL`), but the
+//! roll-ups count both.
+
+use crate::batch::{Batch, PartitionId, TableRow, each_table};
+use crate::config::SinkConfig;
+use crate::consumer::{RebalanceNote, SinkContext};
+use crate::dead_letter::{DeadLetter, DeadLetterProducer};
+use crate::metrics;
+use crate::rows::{self, ConnectorStatusRow, Lineage};
+use crate::store::{Store, StoreError, StoredOffsets};
+use citybrain_proto::feed::{Kind, headers};
+use citybrain_telemetry::Readiness;
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    message::{Headers, OwnedMessage},
+};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+/// Readiness check name for ClickHouse.
+pub const CLICKHOUSE_CHECK: &str = "clickhouse";
+
+/// At most this many rows per INSERT feed the freshness histogram (evenly
+/// spread), which bounds the exporter's work for large batches.
+const FRESHNESS_SAMPLES_PER_INSERT: usize = 1000;
+
+/// Why a flush (or lineage lookup) must be retried later.
+#[derive(Debug, thiserror::Error)]
+enum RetryLater {
+    #[error("dead-letter topic unavailable: {0}")]
+    DeadLetter(String),
+    #[error("lineage lookup failed: {0}")]
+    Lookup(StoreError),
+    #[error("insert into {table} failed: {error}")]
+    Insert {
+        table: &'static str,
+        error: StoreError,
+    },
+}
+
+impl RetryLater {
+    fn stage(&self) -> &'static str {
+        match self {
+            RetryLater::DeadLetter(_) => "dead_letter",
+            RetryLater::Lookup(_) => "lookup",
+            RetryLater::Insert { .. } => "insert",
+        }
+    }
+}
+
+/// What ClickHouse holds of one assigned partition.
+#[derive(Debug, Default)]
+struct PartitionState {
+    stored: HashMap<Kind, u64>,
+}
+
+impl PartitionState {
+    fn from_lineage(stored: &StoredOffsets, partition: &PartitionId) -> Self {
+        let stored = stored
+            .iter()
+            .filter(|((_, topic, id), _)| *topic == partition.0 && *id == partition.1)
+            .map(|((kind, _, _), offset)| (*kind, *offset))
+            .collect();
+        Self { stored }
+    }
+
+    fn is_stored(&self, kind: Kind, offset: u64) -> bool {
+        self.stored.get(&kind).is_some_and(|max| offset <= *max)
+    }
+
+    fn max_stored(&self) -> Option<u64> {
+        self.stored.values().copied().max()
+    }
+}
+
+pub struct Pipeline {
+    consumer: Arc<StreamConsumer<SinkContext>>,
+    store: Store,
+    dead_letters: DeadLetterProducer,
+    config: SinkConfig,
+    readiness: Readiness,
+    /// Assigned partitions whose lineage is known: these are read.
+    active: HashMap<PartitionId, PartitionState>,
+    /// Assigned partitions, paused until their lineage is read.
+    awaiting_lineage: BTreeSet<PartitionId>,
+    /// Messages that arrived for a partition still awaiting its lineage.
+    held: Vec<OwnedMessage>,
+    batch: Batch,
+    /// The offsets committed so far, per partition still assigned.
+    committed: HashMap<PartitionId, i64>,
+    /// A flush failed: what it wrote is unknown until the lineage is re-read.
+    recheck: bool,
+    /// Every active partition is paused (outage, full batch or shutdown).
+    paused_all: bool,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Pipeline {
+    pub fn new(
+        consumer: Arc<StreamConsumer<SinkContext>>,
+        store: Store,
+        dead_letters: DeadLetterProducer,
+        config: SinkConfig,
+        readiness: Readiness,
+    ) -> Self {
+        let backoff = config.backoff.initial;
+        Self {
+            consumer,
+            store,
+            dead_letters,
+            config,
+            readiness,
+            active: HashMap::new(),
+            awaiting_lineage: BTreeSet::new(),
+            held: Vec::new(),
+            batch: Batch::default(),
+            committed: HashMap::new(),
+            recheck: false,
+            paused_all: false,
+            retry_at: None,
+            backoff,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled, then writes and commits what it
+    /// holds (within the shutdown timeout) and returns.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let consumer = self.consumer.clone();
+        let mut stop_by: Option<Instant> = None;
+        loop {
+            self.apply_rebalance_notes();
+            let now = Instant::now();
+            if self.retry_at.is_none_or(|at| now >= at) {
+                let flush_now = self.batch.is_due(&self.config.batch, now)
+                    || (stop_by.is_some() && !self.batch.is_empty());
+                match self.step(flush_now).await {
+                    Ok(()) => self.recovered(),
+                    Err(err) => self.failed(err),
+                }
+            }
+            if let Some(by) = stop_by
+                && (self.batch.is_empty() || Instant::now() >= by)
+            {
+                if !self.batch.is_empty() {
+                    tracing::warn!(
+                        rows = self.batch.rows(),
+                        "shutdown timeout: the last batch is not written and not committed; \
+                         the partitions' next owner reads it again"
+                    );
+                }
+                break;
+            }
+            let hold = stop_by.is_some()
+                || self.retry_at.is_some()
+                || self.batch.is_full(&self.config.batch);
+            self.pause_all(hold);
+
+            let idle = Instant::now() + Duration::from_millis(500);
+            let wake = [
+                self.batch.deadline(&self.config.batch),
+                self.retry_at,
+                Some(idle),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(idle);
+            tokio::select! {
+                () = shutdown.cancelled(), if stop_by.is_none() => {
+                    tracing::info!(rows = self.batch.rows(), "stopping: writing the last batch");
+                    stop_by = Some(Instant::now() + self.config.shutdown_timeout);
+                    self.retry_at = None;
+                }
+                message = consumer.recv(), if stop_by.is_none() => match message {
+                    Ok(message) => self.accept(&message),
+                    Err(err) => tracing::warn!(error = %err, "kafka consumer error"),
+                },
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+        self.final_commit().await;
+    }
+
+    /// Reads pending lineage, then flushes when asked to.
+    async fn step(&mut self, flush: bool) -> Result<(), RetryLater> {
+        self.load_lineage().await?;
+        if flush {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    fn recovered(&mut self) {
+        if self.retry_at.take().is_some() {
+            tracing::info!("ClickHouse and the dead-letter topic answer again; resuming");
+        }
+        self.backoff = self.config.backoff.initial;
+        self.readiness.set(CLICKHOUSE_CHECK, true);
+        metrics::clickhouse_up(true);
+    }
+
+    fn failed(&mut self, err: RetryLater) {
+        metrics::flush_failed(err.stage());
+        if matches!(err, RetryLater::Lookup(_) | RetryLater::Insert { .. }) {
+            self.readiness.set(CLICKHOUSE_CHECK, false);
+            metrics::clickhouse_up(false);
+        }
+        tracing::warn!(error = %err, retry_in_ms = self.backoff.as_millis() as u64, rows = self.batch.rows(), "write failed; consumption paused");
+        self.recheck = true;
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(self.config.backoff.max);
+    }
+
+    /// Acts on the rebalances librdkafka reported since the last call.
+    fn apply_rebalance_notes(&mut self) {
+        for note in self.consumer.context().take_notes() {
+            match note {
+                RebalanceNote::Revoked(partitions) => {
+                    let revoked: HashSet<PartitionId> = partitions.into_iter().collect();
+                    self.batch.forget(&revoked);
+                    self.held
+                        .retain(|m| !revoked.contains(&(m.topic().to_string(), m.partition())));
+                    for partition in &revoked {
+                        self.committed.remove(partition);
+                        self.active.remove(partition);
+                        self.awaiting_lineage.remove(partition);
+                    }
+                }
+                RebalanceNote::Assigned(partitions) => {
+                    for partition in partitions {
+                        self.active.remove(&partition);
+                        self.awaiting_lineage.insert(partition);
+                    }
+                }
+            }
+            metrics::assigned_partitions(self.active.len() + self.awaiting_lineage.len());
+        }
+    }
+
+    /// Reads what ClickHouse holds of newly assigned partitions and starts
+    /// reading them.
+    async fn load_lineage(&mut self) -> Result<(), RetryLater> {
+        if self.awaiting_lineage.is_empty() {
+            return Ok(());
+        }
+        let topics: Vec<String> = self
+            .awaiting_lineage
+            .iter()
+            .map(|(topic, _)| topic.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let stored = self
+            .store
+            .stored_offsets(&topics)
+            .await
+            .map_err(RetryLater::Lookup)?;
+        let mut list = TopicPartitionList::new();
+        for partition in std::mem::take(&mut self.awaiting_lineage) {
+            let state = PartitionState::from_lineage(&stored, &partition);
+            tracing::debug!(topic = %partition.0, partition = partition.1, stored = ?state.stored, "partition resumed");
+            list.add_partition(&partition.0, partition.1);
+            self.active.insert(partition, state);
+        }
+        if !self.paused_all
+            && let Err(err) = self.consumer.resume(&list)
+        {
+            tracing::error!(error = %err, "resuming partitions failed");
+        }
+        for message in std::mem::take(&mut self.held) {
+            self.accept(&message);
+        }
+        Ok(())
+    }
+
+    fn pause_all(&mut self, pause: bool) {
+        if pause == self.paused_all {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in self.active.keys() {
+            list.add_partition(topic, *partition);
+        }
+        let result = if pause {
+            self.consumer.pause(&list)
+        } else {
+            self.consumer.resume(&list)
+        };
+        match result {
+            Ok(()) => self.paused_all = pause,
+            Err(err) => {
+                tracing::error!(error = %err, pause, "pausing or resuming consumption failed")
+            }
+        }
+    }
+
+    /// Takes one message into the batch: a row, a dead letter, or nothing
+    /// when ClickHouse already holds it.
+    fn accept<M: Message + Detach>(&mut self, message: &M) {
+        let id = (message.topic().to_string(), message.partition());
+        let Some(state) = self.active.get(&id) else {
+            if self.awaiting_lineage.contains(&id) {
+                self.held.push(message.to_owned_message());
+            }
+            // Otherwise it is from a partition no longer ours.
+            return;
+        };
+        let offset = message.offset();
+        let lineage = Lineage {
+            topic: id.0.clone(),
+            partition: id.1,
+            offset,
+        };
+        let payload = message.payload().unwrap_or_default();
+        let schema = message.headers().and_then(|hs| {
+            hs.iter()
+                .find(|h| h.key == headers::SCHEMA)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        });
+        let stored_offset = u64::try_from(offset).unwrap_or_default();
+        match rows::decode(payload, schema.as_deref(), &lineage) {
+            Ok(row) if state.is_stored(row.kind(), stored_offset) => {
+                metrics::skipped_already_stored()
+            }
+            Ok(row) => self.batch.push_row(row),
+            Err(_) if state.max_stored().is_some_and(|max| stored_offset <= max) => {
+                metrics::skipped_already_stored();
+            }
+            Err(poison) => {
+                tracing::warn!(topic = %lineage.topic, partition = lineage.partition, offset, reason = poison.reason(), error = %poison, "poison message");
+                let original_headers = message
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.batch.push_dead_letter(DeadLetter::original(
+                    lineage,
+                    message.key().map(<[u8]>::to_vec),
+                    payload.to_vec(),
+                    original_headers,
+                    &poison,
+                ));
+            }
+        }
+        self.batch.advance((&id.0, id.1), offset, payload.len());
+    }
+
+    /// Writes the batch: dead letters, then each raw table, then commits.
+    async fn flush(&mut self) -> Result<(), RetryLater> {
+        if self.recheck {
+            self.drop_already_stored().await?;
+            self.recheck = false;
+        }
+        let (rows, bytes) = (self.batch.rows(), self.batch.bytes());
+
+        let mut letters = std::mem::take(&mut self.batch.dead_letters).into_iter();
+        while let Some(letter) = letters.next() {
+            if let Err(err) = self.dead_letters.send(&letter).await {
+                self.batch.dead_letters = std::iter::once(letter).chain(letters).collect();
+                return Err(RetryLater::DeadLetter(err.to_string()));
+            }
+            metrics::dead_lettered(letter.reason);
+        }
+
+        if !self.batch.tables.connector_status.is_empty() {
+            self.add_previous_status().await?;
+        }
+
+        let store = &self.store;
+        let dead_letters = &self.dead_letters;
+        each_table!(&mut self.batch.tables, |kind, rows| {
+            if !rows.is_empty() {
+                insert_table(store, dead_letters, kind, rows).await?;
+            }
+        });
+
+        metrics::batch_written(rows, bytes);
+        self.commit();
+        self.batch.clear();
+        Ok(())
+    }
+
+    /// After a failed flush: drops what ClickHouse turns out to hold.
+    async fn drop_already_stored(&mut self) -> Result<(), RetryLater> {
+        let topics: Vec<String> = self
+            .batch
+            .partitions()
+            .into_iter()
+            .map(|(topic, _)| topic)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let stored = self
+            .store
+            .stored_offsets(&topics)
+            .await
+            .map_err(RetryLater::Lookup)?;
+        let before = self.batch.rows();
+        self.batch
+            .tables
+            .retain(|kind, (topic, partition), offset| {
+                stored
+                    .get(&(kind, topic.to_string(), partition))
+                    .is_none_or(|max| offset > *max)
+            });
+        let dropped = before - self.batch.rows();
+        if dropped > 0 {
+            tracing::info!(
+                rows = dropped,
+                "the failed attempt had stored some rows after all; not inserting them again"
+            );
+        }
+        Ok(())
+    }
+
+    /// Fills in `prev_status`/`prev_observed_at` of connector-status rows from
+    /// the stored state, for the time-in-status roll-up.
+    async fn add_previous_status(&mut self) -> Result<(), RetryLater> {
+        let rows = &mut self.batch.tables.connector_status;
+        let keys: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (r.tenant_id.clone(), r.device_id.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let latest = self
+            .store
+            .latest_connector_status(&keys)
+            .await
+            .map_err(RetryLater::Lookup)?;
+        chain_statuses(rows, &latest);
+        Ok(())
+    }
+
+    /// Commits the batch's offsets (asynchronously: a lost commit only means
+    /// redelivered messages, which are skipped).
+    fn commit(&mut self) {
+        for (partition, next) in &self.batch.commit_offsets {
+            if self.active.contains_key(partition) {
+                self.committed.insert(partition.clone(), *next);
+            }
+        }
+        let list = self.commit_list(self.batch.commit_offsets.keys());
+        if list.count() > 0
+            && let Err(err) = self.consumer.commit(&list, CommitMode::Async)
+        {
+            tracing::warn!(error = %err, "offset commit failed; redelivered messages will be skipped");
+        }
+    }
+
+    /// The committed offsets of `partitions` that are still ours.
+    fn commit_list<'a>(
+        &self,
+        partitions: impl Iterator<Item = &'a PartitionId>,
+    ) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for partition in partitions {
+            if let (Some(next), true) = (
+                self.committed.get(partition),
+                self.active.contains_key(partition),
+            ) {
+                let _ = list.add_partition_offset(&partition.0, partition.1, Offset::Offset(*next));
+            }
+        }
+        list
+    }
+
+    /// Commits once more, synchronously, what the flushes committed
+    /// asynchronously, so the next owner starts exactly where this one
+    /// stopped (a lost commit would only cost a re-read).
+    async fn final_commit(&self) {
+        let list = self.commit_list(self.committed.keys());
+        if list.count() == 0 {
+            return;
+        }
+        let consumer = self.consumer.clone();
+        let result = tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+            .await
+            .unwrap_or(Ok(()));
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "final offset commit failed");
+        }
+    }
+}
+
+/// Copies a message out of librdkafka's buffer.
+pub trait Detach {
+    fn to_owned_message(&self) -> OwnedMessage;
+}
+
+impl Detach for rdkafka::message::BorrowedMessage<'_> {
+    fn to_owned_message(&self) -> OwnedMessage {
+        self.detach()
+    }
+}
+
+impl Detach for OwnedMessage {
+    fn to_owned_message(&self) -> OwnedMessage {
+        self.clone()
+    }
+}
+
+/// Inserts one table's rows. A row ClickHouse refuses is found by halving
+/// the failing range (inserting left to right, so stored offsets stay a
+/// prefix) and dead-lettered. On an outage the rows already handled are
+/// removed and the rest stay for the retry.
+async fn insert_table<R: TableRow>(
+    store: &Store,
+    dead_letters: &DeadLetterProducer,
+    kind: Kind,
+    rows: &mut Vec<R>,
+) -> Result<(), RetryLater> {
+    let table = table_name(kind);
+    // Ranges still to insert, the next one last.
+    let mut pending = Vec::new();
+    pending.push(0..rows.len());
+    let mut done = 0;
+    while let Some(range) = pending.pop() {
+        let started = Instant::now();
+        match store.insert(table, &rows[range.clone()]).await {
+            Ok(()) => {
+                metrics::rows_inserted(table, range.len(), started.elapsed());
+                record_freshness(kind, &rows[range.clone()]);
+                done = range.end;
+            }
+            Err(StoreError::Rejected(_)) if range.len() > 1 => {
+                let mid = range.start + range.len() / 2;
+                pending.push(mid..range.end);
+                pending.push(range.start..mid);
+            }
+            Err(StoreError::Rejected(detail)) => {
+                let row = &rows[range.start];
+                let (topic, partition) = row.partition_id();
+                let letter = DeadLetter {
+                    lineage: Lineage {
+                        topic: topic.to_string(),
+                        partition,
+                        offset: i64::try_from(row.offset()).unwrap_or_default(),
+                    },
+                    key: None,
+                    payload: serde_json::to_vec(row).unwrap_or_default(),
+                    payload_format: "json_row",
+                    headers: Vec::new(),
+                    reason: rows::Poison::Rejected(String::new()).reason(),
+                    detail,
+                };
+                if let Err(err) = dead_letters.send(&letter).await {
+                    rows.drain(..done);
+                    return Err(RetryLater::DeadLetter(err.to_string()));
+                }
+                metrics::dead_lettered(letter.reason);
+                done = range.end;
+            }
+            Err(error) => {
+                rows.drain(..done);
+                return Err(RetryLater::Insert { table, error });
+            }
+        }
+    }
+    rows.clear();
+    Ok(())
+}
+
+fn record_freshness<R: TableRow>(kind: Kind, rows: &[R]) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let step = rows.len().div_ceil(FRESHNESS_SAMPLES_PER_INSERT).max(1);
+    for row in rows.iter().step_by(step) {
+        metrics::freshness(kind.as_str(), now - f64::from(row.observed_at()));
+    }
+}
+
+/// The raw table of a kind, as a `'static` metric label.
+pub fn table_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::ConnectorStatus => "raw_connector_status",
+        Kind::MeterSample => "raw_meter_sample",
+        Kind::ChargingSession => "raw_charging_session",
+        Kind::ParkingSiteCounts => "raw_parking_site_counts",
+        Kind::ParkingSpotStatus => "raw_parking_spot_status",
+        Kind::VehiclePosition => "raw_vehicle_position",
+        Kind::PatrolCheckIn => "raw_patrol_check_in",
+        Kind::BinReading => "raw_bin_reading",
+        Kind::WasteCollection => "raw_waste_collection",
+        Kind::ServiceRequest => "raw_service_request",
+    }
+}
+
+/// Links each connector-status row to the status before it: the stored one
+/// (`latest`) or an earlier row of the same connector in this batch. A row
+/// older than what is known (late data) ends no interval.
+pub fn chain_statuses(
+    rows: &mut [ConnectorStatusRow],
+    latest: &HashMap<(String, String), (String, u32)>,
+) {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (ra, rb) = (&rows[a], &rows[b]);
+        (
+            &ra.tenant_id,
+            &ra.device_id,
+            ra.observed_at,
+            ra.observed_ms,
+            ra.kafka_offset,
+        )
+            .cmp(&(
+                &rb.tenant_id,
+                &rb.device_id,
+                rb.observed_at,
+                rb.observed_ms,
+                rb.kafka_offset,
+            ))
+    });
+    let mut previous: HashMap<(String, String), (String, u32)> = HashMap::new();
+    for index in order {
+        let row = &mut rows[index];
+        let key = (row.tenant_id.clone(), row.device_id.clone());
+        let known = previous.get(&key).or_else(|| latest.get(&key)).cloned();
+        row.prev_status.clear();
+        row.prev_observed_at = 0;
+        match known {
+            Some((status, at)) if at <= row.observed_at => {
+                row.prev_status = status;
+                row.prev_observed_at = at;
+                previous.insert(key, (row.status.clone(), row.observed_at));
+            }
+            Some(_) => {}
+            None => {
+                previous.insert(key, (row.status.clone(), row.observed_at));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_row(device: &str, at: u32, status: &str, offset: u64) -> ConnectorStatusRow {
+        ConnectorStatusRow {
+            event_id: uuid::Uuid::new_v4(),
+            tenant_id: "t".into(),
+            source_id: String::new(),
+            device_id: device.into(),
+            observed_at: at,
+            observed_ms: 0,
+            seq_no: None,
+            latitude: None,
+            longitude: None,
+            altitude_m: None,
+            accuracy_m: None,
+            received_at: at,
+            kafka_topic: "x".into(),
+            kafka_partition: 0,
+            kafka_offset: offset,
+            station_id: String::new(),
+            evse_id: 0,
+            connector_id: 1,
+            status: status.into(),
+            vendor_status: String::new(),
+            error_code: String::new(),
+            vendor_error_code: String::new(),
+            info: String::new(),
+            site: String::new(),
+            prev_status: "stale".into(),
+            prev_observed_at: 1,
+        }
+    }
+
+    #[test]
+    fn statuses_chain_from_the_stored_state_in_time_order() {
+        // Arrival order differs from time order; a late row ends nothing.
+        let mut rows = vec![
+            status_row("a", 300, "available", 2),
+            status_row("a", 200, "charging", 1),
+            status_row("a", 50, "faulted", 3),
+            status_row("b", 10, "charging", 4),
+        ];
+        let latest = HashMap::from([(
+            ("t".to_string(), "a".to_string()),
+            ("preparing".to_string(), 100),
+        )]);
+        chain_statuses(&mut rows, &latest);
+        assert_eq!(
+            (rows[1].prev_status.as_str(), rows[1].prev_observed_at),
+            ("preparing", 100)
+        );
+        assert_eq!(
+            (rows[0].prev_status.as_str(), rows[0].prev_observed_at),
+            ("charging", 200)
+        );
+        assert_eq!(
+            (rows[2].prev_status.as_str(), rows[2].prev_observed_at),
+            ("", 0)
+        );
+        assert_eq!(
+            (rows[3].prev_status.as_str(), rows[3].prev_observed_at),
+            ("", 0)
+        );
+    }
+
+    #[test]
+    fn stored_offsets_are_per_kind_and_partition() {
+        let stored: StoredOffsets = HashMap::from([
+            ((Kind::ConnectorStatus, "x".to_string(), 0), 12),
+            ((Kind::MeterSample, "x".to_string(), 0), 9),
+            ((Kind::MeterSample, "x".to_string(), 1), 99),
+        ]);
+        let state = PartitionState::from_lineage(&stored, &("x".to_string(), 0));
+        assert!(state.is_stored(Kind::ConnectorStatus, 12));
+        assert!(!state.is_stored(Kind::ConnectorStatus, 13));
+        assert!(state.is_stored(Kind::MeterSample, 9));
+        assert!(!state.is_stored(Kind::MeterSample, 11));
+        assert!(!state.is_stored(Kind::BinReading, 0));
+        assert_eq!(state.max_stored(), Some(12));
+    }
+
+    #[test]
+    fn every_kind_names_its_schema_table() {
+        for kind in Kind::ALL {
+            assert_eq!(table_name(kind), citybrain_schema::raw_table(kind));
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The ClickHouse side: inserts, the lineage lookup and the connector-state
+//! lookup, each bounded by the insert timeout.
+
+use crate::batch::TableRow;
+use crate::config::ClickHouseConfig;
+use citybrain_proto::feed::Kind;
+use citybrain_schema::{LINEAGE_TABLE, MigrationReport, SchemaError, SchemaOptions};
+use clickhouse::Client;
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+/// Why a write or lookup did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// ClickHouse is down, slow, or refuses for a reason that is not the data
+    /// (unknown table, out of memory, ...): retry the same rows later.
+    #[error("ClickHouse unavailable: {0}")]
+    Unavailable(String),
+    /// ClickHouse refused the data itself: retrying the same rows cannot help.
+    #[error("ClickHouse rejected the rows: {0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// ClickHouse exception codes that blame the inserted data.
+const DATA_ERROR_CODES: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    38,  // CANNOT_PARSE_DATE
+    41,  // CANNOT_PARSE_DATETIME
+    53,  // TYPE_MISMATCH
+    69,  // ARGUMENT_OUT_OF_BOUND
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+    131, // TOO_LARGE_STRING_SIZE
+    190, // SIZES_OF_ARRAYS_DOESNT_MATCH
+];
+
+/// Sorts a client error into retry-later and never-retry.
+pub fn classify(err: &clickhouse::error::Error) -> StoreError {
+    use clickhouse::error::Error;
+    let text = err.to_string();
+    if let Error::BadResponse(message) = err
+        && let Some(code) = exception_code(message)
+        && DATA_ERROR_CODES.contains(&code)
+    {
+        return StoreError::Rejected(text);
+    }
+    StoreError::Unavailable(text)
+}
+
+/// The `NN` of `Code: NN, ...` in a ClickHouse exception message.
+fn exception_code(message: &str) -> Option<u32> {
+    let rest = &message[message.find("Code: ")? + 6..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The highest stored offset per (raw table's kind, topic, partition).
+pub type StoredOffsets = HashMap<(Kind, String, i32), u64>;
+
+/// The sink's handle on ClickHouse.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    database: String,
+    timeout: Duration,
+}
+
+impl Store {
+    pub fn new(config: &ClickHouseConfig) -> Self {
+        // 18.16 rejects the setting row validation sends; RowBinary with our
+        // own typed rows is checked by the schema tests instead.
+        let client = Client::default()
+            .with_url(&config.url)
+            .with_user(&config.user)
+            .with_password(&config.password)
+            .with_validation(false);
+        Self {
+            client,
+            database: config.database.clone(),
+            timeout: config.insert_timeout,
+        }
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub async fn migrate(&self, raw_retention_days: u32) -> Result<MigrationReport, SchemaError> {
+        let mut options = SchemaOptions::new(&self.database);
+        options.raw_retention_days = raw_retention_days;
+        citybrain_schema::migrate(&self.client, &options).await
+    }
+
+    /// Whether ClickHouse answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        self.bounded(self.client.query_raw("SELECT 1").fetch_one::<u8>())
+            .await
+            .is_ok()
+    }
+
+    /// Inserts `rows` into `table` as one INSERT (one block, so all or none).
+    pub async fn insert<R: TableRow>(&self, table: &str, rows: &[R]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let full_name = format!("{}.{table}", self.database);
+        let write = async {
+            let mut insert = self
+                .client
+                .insert::<R>(&full_name)
+                .await?
+                .with_timeouts(Some(self.timeout), Some(self.timeout));
+            for row in rows {
+                insert.write(row).await?;
+            }
+            insert.end().await
+        };
+        self.bounded(write).await
+    }
+
+    /// What `sink_lineage` says is stored for `topics`.
+    pub async fn stored_offsets(&self, topics: &[String]) -> Result<StoredOffsets, StoreError> {
+        let list = topics
+            .iter()
+            .map(|t| quote(t))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT raw_table, kafka_topic, kafka_partition, max(max_offset)
+             FROM {}.{LINEAGE_TABLE}
+             WHERE kafka_topic IN ({list})
+             GROUP BY raw_table, kafka_topic, kafka_partition",
+            self.database
+        );
+        let rows: Vec<(String, String, i32, u64)> = self
+            .bounded(self.client.query_raw(&sql).fetch_all())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(table, topic, partition, offset)| {
+                let kind = Kind::ALL
+                    .into_iter()
+                    .find(|kind| citybrain_schema::raw_table(*kind) == table)?;
+                Some(((kind, topic, partition), offset))
+            })
+            .collect())
+    }
+
+    /// The newest stored status and its time for each (tenant, device).
+    pub async fn latest_connector_status(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), (String, u32)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let list = keys
+            .iter()
+            .map(|(tenant, device)| format!("({}, {})", quote(tenant), quote(device)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT tenant_id, device_id, argMax(status, observed_at), toUInt32(max(observed_at))
+             FROM {}.connector_status_latest
+             WHERE (tenant_id, device_id) IN ({list})
+             GROUP BY tenant_id, device_id",
+            self.database
+        );
+        let rows: Vec<(String, String, String, u32)> = self
+            .bounded(self.client.query_raw(&sql).fetch_all())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(tenant, device, status, at)| ((tenant, device), (status, at)))
+            .collect())
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, clickhouse::error::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(classify(&err)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// A ClickHouse string literal.
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            _ => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_data_errors_are_rejections() {
+        let data = clickhouse::error::Error::BadResponse(
+            "Code: 53, e.displayText() = DB::Exception: Type mismatch".into(),
+        );
+        assert!(matches!(classify(&data), StoreError::Rejected(_)));
+        let missing_table = clickhouse::error::Error::BadResponse(
+            "Code: 60, e.displayText() = DB::Exception: Table x doesn't exist".into(),
+        );
+        assert!(classify(&missing_table).is_retryable());
+        assert!(classify(&clickhouse::error::Error::TimedOut).is_retryable());
+    }
+
+    #[test]
+    fn literals_are_escaped() {
+        assert_eq!(quote("a'b\\c"), "'a\\'b\\\\c'");
+        assert_eq!(exception_code("Code: 241, e.displayText()"), Some(241));
+        assert_eq!(exception_code("no code"), None);
+    }
+}
