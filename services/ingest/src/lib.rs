@@ -5,7 +5,8 @@
 //! [`serve`] runs the whole service on listeners the caller bound, so tests
 //! bind port 0 and drive it through its public gRPC API.
 
-pub mod auth;
+/// API keys (shared with the other services).
+pub use citybrain_keys as auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -14,7 +15,7 @@ pub mod samples;
 pub mod service;
 pub mod validate;
 
-use crate::auth::KeyStore;
+use citybrain_keys::KeyStore;
 use crate::config::IngestConfig;
 use crate::producer::EventProducer;
 use crate::service::IngestHandler;
@@ -35,7 +36,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Keys(#[from] auth::KeyFileError),
+    Keys(#[from] citybrain_keys::KeyFileError),
     #[error("cannot create the Kafka producer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("gRPC server failed: {0}")]

@@ -6,7 +6,7 @@
 //! acknowledged by Kafka. All events of a batch are produced concurrently and
 //! the call returns once Kafka answered for every one of them.
 
-use crate::auth::{API_KEY_HEADER, KeyStore, Principal};
+use citybrain_keys::{API_KEY_HEADER, KeyStore, Principal};
 use crate::config::BatchLimits;
 use crate::error::IngestError;
 use crate::metrics;

@@ -1,4 +1,6 @@
 //! API keys: who is calling, for which tenant, allowed to send which kinds.
+//! Shared by ingest (vendors) and the query service (planners, dashboards:
+//! their kinds are irrelevant, `["*"]` is customary).
 //!
 //! Keys are loaded from a TOML file and stored as SHA-256 digests. API keys
 //! are long random strings, not passwords, so a plain digest is enough to make
