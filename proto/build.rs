@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "citybrain/events/v1/sanitation.proto",
     "citybrain/events/v1/service_request.proto",
     "citybrain/ingest/v1/ingest.proto",
+    "citybrain/query/v1/query.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -21,6 +21,13 @@ pub mod ingest {
     }
 }
 
+/// `citybrain.query.v1`: the query gRPC service.
+pub mod query {
+    pub mod v1 {
+        tonic::include_proto!("citybrain.query.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of the whole contract, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/citybrain_descriptor.bin"));
