@@ -1,0 +1,22 @@
+//! The town simulator: a deterministic model of 潞城镇 whose chargers,
+//! parking sites, vehicles, bins, patrols and citizens' requests produce
+//! events, pushed through the ingest API like any vendor's.
+//!
+//! - [`town::Town`]: the model, an endless iterator of events in time order,
+//!   a pure function of (seed, origin, scale).
+//! - [`client::IngestClient`]: batches, retries and backoff against ingest.
+//! - [`driver::run`]: live, backfill, or both, with a progress bar.
+
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod driver;
+pub mod geo;
+pub mod model;
+pub mod progress;
+pub mod rng;
+pub mod town;
+
+pub use config::{Mode, SimulatorConfig};
+pub use driver::{Plan, RunError, Summary, run, run_plan};
+pub use town::{Town, TownConfig};
