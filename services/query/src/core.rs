@@ -188,7 +188,10 @@ impl QueryCore {
                 ),
             )
         })?;
-        let n = req.n.filter(|n| *n > 0).unwrap_or(DEFAULT_TOP_N);
+        let n = req
+            .n
+            .filter(|n| *n > 0)
+            .unwrap_or(DEFAULT_TOP_N.min(self.limits.max_top_n));
         if n > self.limits.max_top_n {
             return Err(QueryError::Limit {
                 limit: "CITYBRAIN_QUERY_MAX_TOP_N",
@@ -239,7 +242,7 @@ impl QueryCore {
         let budget = req
             .max_points
             .filter(|p| *p > 0)
-            .unwrap_or(DEFAULT_TRACK_POINTS);
+            .unwrap_or(DEFAULT_TRACK_POINTS.min(self.limits.max_track_points));
         if budget > self.limits.max_track_points {
             return Err(QueryError::Limit {
                 limit: "CITYBRAIN_QUERY_MAX_TRACK_POINTS",
@@ -273,7 +276,9 @@ impl QueryCore {
         .int(budget - 3)
         .push(", ")
         .int(budget - 2)
-        .push(")) AS k FROM ")
+        .push(
+            ")) AS k, arrayFilter((x, i) -> (i - 1) % k = 0 OR i = length(pts), pts, arrayEnumerate(pts)) AS kept FROM ",
+        )
         .table(&self.database, "raw_vehicle_position")
         .push(" FINAL WHERE tenant_id = ")
         .str(tenant)
@@ -283,9 +288,7 @@ impl QueryCore {
         .time(req.from)
         .push(" AND observed_at < ")
         .time(req.to)
-        .push(
-            ") ARRAY JOIN arrayFilter((x, i) -> (i - 1) % k = 0 OR i = length(pts), pts, arrayEnumerate(pts)) AS p",
-        );
+        .push(") ARRAY JOIN kept AS p");
         self.store.table(&sql).await
     }
 

@@ -1,0 +1,926 @@
+//! The query service against the real ClickHouse with a known data set:
+//! every endpoint's numbers (computed here independently), tenant
+//! isolation, hostile filter values, limits, and ClickHouse being slow or
+//! down.
+
+mod support;
+
+use serde_json::Value as J;
+use std::time::{Duration, Instant};
+use support::dataset::{self, *};
+use support::*;
+
+fn day_range() -> String {
+    format!("from={}&to={}", T0, T0 + 86_400)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_with_the_expected_numbers() {
+    let db = Db::fresh().await;
+    dataset::load(&db).await;
+    let service = Service::start(config(&clickhouse_url(), &db.name)).await;
+    let started = Instant::now();
+
+    // Live: connectors, filtered by the newest status.
+    let t = service.table("/v1/live/connectors", KEY_A).await;
+    let rows = records(&t);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(find(&rows, "connector", "c1")["status"], "faulted");
+    assert_eq!(
+        find(&rows, "connector", "c1")["error_code"],
+        "GroundFailure"
+    );
+    assert_eq!(find(&rows, "connector", "c2")["status"], "available");
+    assert_eq!(
+        find(&rows, "connector", "c1")["observed_at"],
+        "2024-05-06T02:00:00Z"
+    );
+    let t = service
+        .table("/v1/live/connectors?status=faulted&site=north", KEY_A)
+        .await;
+    assert_eq!(records(&t).len(), 1);
+    let t = service
+        .table("/v1/live/connectors?status=charging", KEY_A)
+        .await;
+    assert_eq!(
+        records(&t).len(),
+        0,
+        "c1 charged earlier but is faulted now"
+    );
+
+    // Live: lots, vehicles by role, bins by village and fill, open requests.
+    let rows = records(&service.table("/v1/live/parking", KEY_A).await);
+    assert_eq!(rows.len(), 3);
+    close(&find(&rows, "site", "p1")["occupancy"], 0.9, "p1 occupancy");
+    assert_eq!(find(&rows, "site", "p2")["occupied"], 40);
+    let rows = records(
+        &service
+            .table("/v1/live/vehicles?role=vaccine_shuttle", KEY_A)
+            .await,
+    );
+    assert_eq!(rows.len(), 1);
+    close(&rows[0]["latitude"], 28.009, "bus1 last latitude");
+    let rows = records(
+        &service
+            .table("/v1/live/bins?village=v1&min_fill=60", KEY_A)
+            .await,
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["bin"], "b1");
+    close(&rows[0]["fill_level"], 85.0, "b1 newest fill");
+    let rows = records(&service.table("/v1/live/requests", KEY_A).await);
+    let open: Vec<_> = rows
+        .iter()
+        .map(|r| r["request"].as_str().unwrap())
+        .collect();
+    assert_eq!(open, ["r3", "r2"], "oldest first; r1 is resolved");
+    assert_eq!(find(&rows, "request", "r2")["state"], "reopened");
+    assert_eq!(find(&rows, "request", "r2")["overdue"], 1);
+
+    // Charger utilisation per site and day, and per hour for north.
+    let t = service
+        .table(
+            &format!(
+                "/v1/aggregates/charger_utilisation?{}&bucket=day",
+                day_range()
+            ),
+            KEY_A,
+        )
+        .await;
+    let rows = records(&t);
+    assert_eq!(rows.len(), 2);
+    for site in ["north", "south"] {
+        let expected = utilisation(CONNECTORS_A, site, 86_400)[&T0];
+        close(&find(&rows, "site", site)["utilisation"], expected, site);
+        assert_eq!(
+            find(&rows, "site", site)["bucket_start"],
+            "2024-05-06T00:00:00Z"
+        );
+    }
+    let t = service
+        .table(
+            &format!(
+                "/v1/aggregates/charger_utilisation?{}&bucket=hour&site=north&group_by=none",
+                day_range()
+            ),
+            KEY_A,
+        )
+        .await;
+    let expected = utilisation(CONNECTORS_A, "north", 3_600);
+    let rows = records(&t);
+    assert_eq!(rows.len(), expected.len());
+    for (row, (start, value)) in rows.iter().zip(&expected) {
+        assert_eq!(row["bucket_start"], citybrain_query::time::format(*start));
+        close(&row["utilisation"], *value, "north hourly utilisation");
+    }
+    // Week and month buckets roll the hourly table up to Monday / the 1st.
+    let t = service
+        .table(
+            &format!(
+                "/v1/aggregates/charger_utilisation?{}&bucket=week&group_by=none",
+                day_range()
+            ),
+            KEY_A,
+        )
+        .await;
+    let rows = records(&t);
+    assert_eq!(rows[0]["bucket_start"], "2024-05-06T00:00:00Z");
+    let charging: i64 = status_seconds(CONNECTORS_A, None, 86_400)
+        .iter()
+        .filter(|((_, s), _)| s == "charging")
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(rows[0]["charging_seconds"], charging);
+    let rows = records(
+        &service
+            .table(
+                &format!(
+                    "/v1/aggregates/charger_utilisation?{}&bucket=month&group_by=none",
+                    day_range()
+                ),
+                KEY_A,
+            )
+            .await,
+    );
+    assert_eq!(rows[0]["bucket_start"], "2024-05-01T00:00:00Z");
+
+    // Energy and sessions: 10 kWh per charging hour.
+    let rows = records(
+        &service
+            .table(
+                &format!("/v1/aggregates/charging_energy?{}&bucket=day", day_range()),
+                KEY_A,
+            )
+            .await,
+    );
+    close(
+        &find(&rows, "site", "north")["energy_kwh"],
+        10.0,
+        "north energy",
+    );
+    close(
+        &find(&rows, "site", "south")["energy_kwh"],
+        2.5,
+        "south energy",
+    );
+    assert_eq!(find(&rows, "site", "north")["sessions_started"], 1);
+
+    // Parking occupancy average and peak per lot and day.
+    let rows = records(
+        &service
+            .table(
+                &format!(
+                    "/v1/aggregates/parking_occupancy?{}&bucket=day",
+                    day_range()
+                ),
+                KEY_A,
+            )
+            .await,
+    );
+    for (lot, _, total, reports) in LOTS_A {
+        let ratios: Vec<f64> = reports
+            .iter()
+            .map(|(_, o)| f64::from(*o) / f64::from(*total))
+            .collect();
+        let row = find(&rows, "site", lot);
+        close(
+            &row["occupancy_avg"],
+            ratios.iter().sum::<f64>() / ratios.len() as f64,
+            lot,
+        );
+        close(
+            &row["occupancy_peak"],
+            ratios.iter().cloned().fold(0.0, f64::max),
+            lot,
+        );
+    }
+
+    // Vehicle distance per role; trips and riders per route.
+    let rows = records(
+        &service
+            .table(
+                &format!("/v1/aggregates/vehicle_distance?{}&bucket=day", day_range()),
+                KEY_A,
+            )
+            .await,
+    );
+    for track in TRACKS_A {
+        let expected = track.odometer.last().unwrap() - track.odometer[0];
+        close(
+            &find(&rows, "role", track.role)["distance_km"],
+            expected,
+            track.role,
+        );
+    }
+    let rows = records(
+        &service
+            .table(
+                &format!("/v1/aggregates/vehicle_trips?{}&bucket=day", day_range()),
+                KEY_A,
+            )
+            .await,
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["route"], "r1");
+    assert_eq!(rows[0]["trips"], 1);
+    assert_eq!(rows[0]["riders"], boardings(TRACKS_A[0].passengers));
+
+    // Patrol compliance and coverage per village.
+    let rows = records(
+        &service
+            .table(
+                &format!(
+                    "/v1/aggregates/patrol_compliance?{}&bucket=day",
+                    day_range()
+                ),
+                KEY_A,
+            )
+            .await,
+    );
+    for village in ["v1", "v2"] {
+        let mine: Vec<_> = CHECK_INS_A.iter().filter(|c| c.0 == village).collect();
+        let checked: usize = mine.iter().map(|c| c.3.len()).sum();
+        let correct = mine
+            .iter()
+            .flat_map(|c| c.3.iter())
+            .filter(|r| **r == "correct")
+            .count();
+        let row = find(&rows, "village", village);
+        close(&row["compliance"], correct as f64 / checked as f64, village);
+        assert_eq!(row["check_ins"], mine.len());
+    }
+    let rows = records(
+        &service
+            .table(
+                &format!("/v1/aggregates/patrol_coverage?{}&bucket=day", day_range()),
+                KEY_A,
+            )
+            .await,
+    );
+    assert_eq!(find(&rows, "village", "v1")["checkpoints_visited"], 2);
+
+    // Service requests: counts from the roll-up, SLA figures from raw rows.
+    let range_2d = format!("from={}&to={}", T0, T0 + 2 * 86_400);
+    let rows = records(
+        &service
+            .table(
+                &format!("/v1/aggregates/service_requests?{range_2d}&bucket=week"),
+                KEY_A,
+            )
+            .await,
+    );
+    let roads = find(&rows, "department", "roads");
+    assert_eq!(roads["opened"], 2);
+    assert_eq!(roads["resolved"], 2);
+    assert_eq!(roads["reopened"], 1);
+    let rows = records(
+        &service
+            .table(
+                &format!("/v1/aggregates/service_request_sla?{range_2d}&bucket=day"),
+                KEY_A,
+            )
+            .await,
+    );
+    let roads = find(&rows, "department", "roads");
+    assert_eq!(roads["requests"], 2);
+    close(
+        &roads["avg_hours_to_assign"],
+        (1.0 + 2.0) / 2.0,
+        "assign hours",
+    );
+    close(
+        &roads["avg_hours_to_resolve"],
+        (2.0 + 10.0) / 2.0,
+        "resolve hours",
+    );
+    close(&roads["within_sla"], 0.5, "r1 within, r2 late");
+    close(&roads["reopen_rate"], 0.5, "r2 reopened");
+    let sanitation = find(&rows, "department", "sanitation");
+    assert_eq!(sanitation["resolved"], 0);
+    assert_eq!(sanitation["avg_hours_to_resolve"], J::Null);
+
+    // Top-N: busiest chargers, most saturated lots, slowest departments.
+    let rows = records(
+        &service
+            .table(
+                &format!(
+                    "/v1/top/charger_utilisation?{}&group_by=connector&n=2",
+                    day_range()
+                ),
+                KEY_A,
+            )
+            .await,
+    );
+    assert_eq!(rows[0]["connector"], "c1");
+    assert_eq!(rows[1]["connector"], "c2");
+    let rows = records(
+        &service
+            .table(
+                &format!("/v1/top/parking_occupancy?{}&n=2", day_range()),
+                KEY_A,
+            )
+            .await,
+    );
+    let lots: Vec<_> = rows.iter().map(|r| r["site"].as_str().unwrap()).collect();
+    assert_eq!(
+        lots,
+        ["p1", "p'3\\x"],
+        "p1 avg 0.567, p'3 0.5 tie-broken by name, p2 0.5"
+    );
+    let rows = records(
+        &service
+            .table(
+                &format!("/v1/top/service_request_sla?{range_2d}&order_by=avg_hours_to_resolve"),
+                KEY_A,
+            )
+            .await,
+    );
+    assert_eq!(rows[0]["department"], "roads");
+
+    // Track: the budget is honoured, first and last points kept, in order.
+    let path = format!(
+        "/v1/vehicles/bus1/track?from={}&to={}&max_points=4",
+        T0,
+        T0 + 3_600
+    );
+    let rows = records(&service.table(&path, KEY_A).await);
+    assert!(rows.len() <= 4 && rows.len() >= 2, "{rows:?}");
+    assert_eq!(rows[0]["observed_at"], "2024-05-06T00:00:00Z");
+    assert_eq!(rows.last().unwrap()["observed_at"], "2024-05-06T00:09:00Z");
+    let times: Vec<_> = rows
+        .iter()
+        .map(|r| r["observed_at"].as_str().unwrap().to_string())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]));
+    let path = format!(
+        "/v1/vehicles/bus1/track?from={}&to={}&max_points=50",
+        T0,
+        T0 + 3_600
+    );
+    assert_eq!(records(&service.table(&path, KEY_A).await).len(), 10);
+
+    // CSV export of an aggregate, streamed.
+    let reply = service
+        .get(
+            &format!(
+                "/v1/aggregates/charging_energy/csv?{}&bucket=day",
+                day_range()
+            ),
+            Some(KEY_A),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.complete);
+    assert!(reply.headers.to_ascii_lowercase().contains("text/csv"));
+    let lines: Vec<_> = reply.body.lines().collect();
+    assert!(
+        lines[0].contains("\"bucket_start\",\"site\",\"sessions_started\""),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"north\"") && l.contains(",10")),
+        "{lines:?}"
+    );
+
+    // gRPC serves the same core.
+    let mut grpc = service.grpc_client().await;
+    let mut req = tonic::Request::new(citybrain_proto::query::v1::LiveRequest {
+        view: "bins".into(),
+        filters: [("village".to_string(), "v2".to_string())].into(),
+    });
+    req.metadata_mut()
+        .insert("x-api-key", KEY_A.parse().unwrap());
+    let table = grpc.live(req).await.expect("gRPC live").into_inner();
+    assert_eq!(table.rows.len(), 1);
+    assert_eq!(table.columns[0].name, "bin");
+
+    // Catalogue, OpenAPI, readiness and metrics.
+    let catalog = service.table("/v1/catalog", KEY_A).await;
+    assert_eq!(
+        catalog["metrics"].as_array().unwrap().len(),
+        citybrain_query::catalog::METRICS.len()
+    );
+    let reply = service.get("/openapi.json", None).await;
+    assert_eq!(reply.status, 200);
+    eventually(
+        Duration::from_secs(10),
+        "/readyz to report ClickHouse",
+        || async { http_get(service.admin, "/readyz", None).await.status == 200 },
+    )
+    .await;
+    let metrics = http_get(service.admin, "/metrics", None).await.body;
+    assert!(metrics.contains("citybrain_query_requests_total{protocol=\"http\",endpoint=\"aggregate\",outcome=\"ok\"}"), "{metrics}");
+    assert!(metrics.contains("citybrain_query_request_duration_seconds_bucket"));
+    eprintln!("every endpoint answered in {:?}", started.elapsed());
+
+    service.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_see_only_their_own_data() {
+    let db = Db::fresh().await;
+    dataset::load(&db).await;
+    let service = Service::start(config(&clickhouse_url(), &db.name)).await;
+
+    // Tenant B: the same site, bin and request names, but only its own rows.
+    let rows = records(&service.table("/v1/live/connectors", KEY_B).await);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["connector"], "c9");
+    for path in [
+        "/v1/live/connectors?site=south".to_string(),
+        "/v1/live/connectors?status=faulted".to_string(),
+        "/v1/live/vehicles?vehicle=bus1".to_string(),
+        "/v1/live/bins?village=v2".to_string(),
+        "/v1/live/requests?department=sanitation".to_string(),
+        "/v1/live/parking?site=p2".to_string(),
+        format!(
+            "/v1/aggregates/charging_energy?{}&bucket=day&site=south",
+            day_range()
+        ),
+        format!(
+            "/v1/aggregates/vehicle_trips?{}&bucket=day&vehicle=bus1",
+            day_range()
+        ),
+        format!(
+            "/v1/aggregates/patrol_coverage?{}&bucket=day&village=v2",
+            day_range()
+        ),
+        format!(
+            "/v1/aggregates/service_request_sla?{}&bucket=day&department=sanitation",
+            day_range()
+        ),
+        format!("/v1/vehicles/bus1/track?{}", day_range()),
+    ] {
+        let t = service.table(&path, KEY_B).await;
+        assert_eq!(
+            records(&t).len(),
+            0,
+            "tenant B sees tenant A's rows at {path}: {t}"
+        );
+    }
+    let rows = records(&service.table("/v1/live/bins?village=v1", KEY_B).await);
+    assert_eq!(rows.len(), 1);
+    close(&rows[0]["fill_level"], 99.0, "B's own b1");
+    let rows = records(
+        &service
+            .table(
+                &format!(
+                    "/v1/aggregates/charger_utilisation?{}&bucket=day",
+                    day_range()
+                ),
+                KEY_B,
+            )
+            .await,
+    );
+    assert_eq!(rows.len(), 1);
+    close(
+        &rows[0]["utilisation"],
+        utilisation(CONNECTORS_B, "north", 86_400)[&T0],
+        "B north",
+    );
+    let rows = records(
+        &service
+            .table(
+                &format!(
+                    "/v1/aggregates/service_request_sla?{}&bucket=day",
+                    day_range()
+                ),
+                KEY_B,
+            )
+            .await,
+    );
+    assert_eq!(rows[0]["requests"], 2, "B's r1 and r7 only");
+    assert_eq!(rows[0]["resolved"], 0, "A's r1 was resolved; B's was not");
+    let rows = records(
+        &service
+            .table(
+                &format!("/v1/top/vehicle_distance?{}&group_by=vehicle", day_range()),
+                KEY_B,
+            )
+            .await,
+    );
+    let vehicles: Vec<_> = rows
+        .iter()
+        .map(|r| r["vehicle"].as_str().unwrap())
+        .collect();
+    assert_eq!(vehicles, ["bus9"]);
+    let reply = service
+        .get(
+            &format!(
+                "/v1/aggregates/parking_occupancy/csv?{}&bucket=day",
+                day_range()
+            ),
+            Some(KEY_B),
+        )
+        .await;
+    assert_eq!(
+        reply.body.lines().count(),
+        2,
+        "header + B's p1: {}",
+        reply.body
+    );
+
+    // Tenant A is unaffected by B's rows with the same names.
+    let rows = records(&service.table("/v1/live/bins?village=v1", KEY_A).await);
+    close(&find(&rows, "bin", "b1")["fill_level"], 85.0, "A's b1");
+
+    // Without a key, or with a wrong one, nothing.
+    assert_eq!(service.get("/v1/live/connectors", None).await.status, 401);
+    let reply = service.get("/v1/live/connectors", Some("not-a-key")).await;
+    assert_eq!(reply.status, 401);
+    let mut grpc = service.grpc_client().await;
+    let mut req = tonic::Request::new(citybrain_proto::query::v1::LiveRequest {
+        view: "connectors".into(),
+        filters: Default::default(),
+    });
+    req.metadata_mut()
+        .insert("x-api-key", KEY_B.parse().unwrap());
+    let table = grpc.live(req).await.unwrap().into_inner();
+    assert_eq!(table.rows.len(), 1);
+    let status = grpc
+        .live(citybrain_proto::query::v1::LiveRequest {
+            view: "connectors".into(),
+            filters: Default::default(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    service.stop().await;
+    db.drop().await;
+}
+
+const HOSTILE: &[&str] = &[
+    "'",
+    "\\",
+    "\\'",
+    "' OR 1=1 --",
+    "x' OR tenant_id != '",
+    "') UNION ALL SELECT 1 --",
+    "?",
+    "`; DROP TABLE bin_latest",
+    "北门",
+    "🚗",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_filter_values_are_bound_and_harmless() {
+    let db = Db::fresh().await;
+    dataset::load(&db).await;
+    let service = Service::start(config(&clickhouse_url(), &db.name)).await;
+
+    let mut checked = 0;
+    for view in citybrain_query::live::VIEWS {
+        for filter in view.filters {
+            for value in HOSTILE {
+                let path = format!("/v1/live/{}?{}={}", view.name, filter.name, enc(value));
+                let reply = service.get(&path, Some(KEY_A)).await;
+                if filter.kind == citybrain_query::live::FilterKind::AtLeast {
+                    assert_eq!(reply.status, 400, "{path}: {}", reply.body);
+                } else {
+                    assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+                    let t: J = serde_json::from_str(&reply.body).unwrap();
+                    assert_eq!(t["rows"].as_array().unwrap().len(), 0, "{path}: {t}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    for metric in citybrain_query::catalog::METRICS {
+        for dim in metric.dimensions {
+            for value in HOSTILE {
+                let path = format!(
+                    "/v1/aggregates/{}?{}&bucket=day&{}={}",
+                    metric.name,
+                    day_range(),
+                    dim.name,
+                    enc(value)
+                );
+                let t = service.table(&path, KEY_A).await;
+                assert_eq!(t["rows"].as_array().unwrap().len(), 0, "{path}: {t}");
+                checked += 1;
+            }
+        }
+    }
+    for value in HOSTILE {
+        let path = format!("/v1/vehicles/{}/track?{}", enc(value), day_range());
+        let t = service.table(&path, KEY_A).await;
+        assert_eq!(t["rows"].as_array().unwrap().len(), 0, "{path}");
+        // Names outside the catalogue are refused, naming the parameter.
+        for path in [
+            format!("/v1/live/{}", enc(value)),
+            format!("/v1/aggregates/{}?{}&bucket=day", enc(value), day_range()),
+            format!(
+                "/v1/aggregates/charging_energy?{}&bucket={}",
+                day_range(),
+                enc(value)
+            ),
+            format!(
+                "/v1/aggregates/charging_energy?{}&bucket=day&group_by={}",
+                day_range(),
+                enc(value)
+            ),
+            format!(
+                "/v1/top/charging_energy?{}&order_by={}",
+                day_range(),
+                enc(value)
+            ),
+            format!("/v1/live/bins?{}=1", enc(value)),
+            format!(
+                "/v1/aggregates/charging_energy?from={}&to=1&bucket=day",
+                enc(value)
+            ),
+        ] {
+            let reply = service.get(&path, Some(KEY_A)).await;
+            assert_eq!(reply.status, 400, "{path}: {}", reply.body);
+            assert!(
+                reply.body.contains("INVALID_ARGUMENT"),
+                "{path}: {}",
+                reply.body
+            );
+        }
+    }
+    // Control characters are refused rather than passed on.
+    let reply = service
+        .get("/v1/live/bins?village=a%00b", Some(KEY_A))
+        .await;
+    assert_eq!(reply.status, 400);
+    // Values with quotes, a backslash and CJK that do exist match exactly.
+    let rows = records(
+        &service
+            .table(&format!("/v1/live/parking?site={}", enc("p'3\\x")), KEY_A)
+            .await,
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["village"], "北村");
+    let rows = records(
+        &service
+            .table(
+                &format!(
+                    "/v1/aggregates/parking_occupancy?{}&bucket=day&village={}",
+                    day_range(),
+                    enc("北村")
+                ),
+                KEY_A,
+            )
+            .await,
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["site"], "p'3\\x");
+    // The data is intact after all of that.
+    let rows = records(&service.table("/v1/live/bins", KEY_A).await);
+    assert_eq!(rows.len(), 3);
+    eprintln!("{checked} hostile filter requests checked");
+
+    service.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_enforced_and_named() {
+    let db = Db::fresh().await;
+    dataset::load(&db).await;
+    let service = Service::start(config(&clickhouse_url(), &db.name)).await;
+
+    let expect_limit = |path: String, limit: &'static str| {
+        let service = &service;
+        async move {
+            let reply = service.get(&path, Some(KEY_A)).await;
+            assert_eq!(reply.status, 400, "{path}: {}", reply.body);
+            assert!(
+                reply.body.contains(limit),
+                "{path} should name {limit}: {}",
+                reply.body
+            );
+        }
+    };
+    expect_limit(
+        format!(
+            "/v1/aggregates/charging_energy?from={T0}&to={}&bucket=5m",
+            T0 + 8 * 86_400
+        ),
+        "CITYBRAIN_QUERY_MAX_RANGE_5M_DAYS",
+    )
+    .await;
+    expect_limit(
+        format!(
+            "/v1/aggregates/charging_energy?from={T0}&to={}&bucket=hour",
+            T0 + 14 * 86_400
+        ),
+        "CITYBRAIN_QUERY_MAX_BUCKETS",
+    )
+    .await;
+    // 36 five-minute rows of per-connector utilisation > 20 rows allowed.
+    expect_limit(
+        format!(
+            "/v1/aggregates/charger_utilisation?{}&bucket=5m&group_by=connector",
+            day_range()
+        ),
+        "CITYBRAIN_QUERY_MAX_ROWS",
+    )
+    .await;
+    expect_limit(
+        format!("/v1/top/charging_energy?{}&n=6", day_range()),
+        "CITYBRAIN_QUERY_MAX_TOP_N",
+    )
+    .await;
+    expect_limit(
+        format!("/v1/vehicles/bus1/track?{}&max_points=51", day_range()),
+        "CITYBRAIN_QUERY_MAX_TRACK_POINTS",
+    )
+    .await;
+    expect_limit(
+        format!("/v1/vehicles/bus1/track?from={T0}&to={}", T0 + 8 * 86_400),
+        "CITYBRAIN_QUERY_MAX_TRACK_DAYS",
+    )
+    .await;
+    let reply = service
+        .get(
+            &format!(
+                "/v1/aggregates/charging_energy?from={}&to={T0}&bucket=day",
+                T0 + 60
+            ),
+            Some(KEY_A),
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.body.contains("to: must be after from"),
+        "{}",
+        reply.body
+    );
+
+    // An export over the row limit is cut off: the chunked body never ends
+    // properly, so no client mistakes it for a complete file.
+    let reply = service
+        .get(
+            &format!(
+                "/v1/aggregates/charger_utilisation/csv?{}&bucket=5m&group_by=connector",
+                day_range()
+            ),
+            Some(KEY_A),
+        )
+        .await;
+    // (hyper may not have flushed the head before the abort: status 0.)
+    assert!(matches!(reply.status, 0 | 200), "{}", reply.status);
+    assert!(!reply.complete, "an over-limit export must be aborted");
+    assert!(reply.body.lines().count() <= 6, "{}", reply.body);
+    // Within the limit it completes.
+    let reply = service
+        .get(
+            &format!(
+                "/v1/aggregates/charger_utilisation/csv?{}&bucket=day",
+                day_range()
+            ),
+            Some(KEY_A),
+        )
+        .await;
+    assert!(reply.complete);
+    assert_eq!(reply.body.lines().count(), 3);
+
+    // gRPC reports limits as INVALID_ARGUMENT naming them.
+    let mut grpc = service.grpc_client().await;
+    let mut req = tonic::Request::new(citybrain_proto::query::v1::TopRequest {
+        metric: "charging_energy".into(),
+        from: Some(prost_types::Timestamp {
+            seconds: T0,
+            nanos: 0,
+        }),
+        to: Some(prost_types::Timestamp {
+            seconds: T0 + 86_400,
+            nanos: 0,
+        }),
+        n: 99,
+        ..Default::default()
+    });
+    req.metadata_mut()
+        .insert("x-api-key", KEY_A.parse().unwrap());
+    let status = grpc.top(req).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("CITYBRAIN_QUERY_MAX_TOP_N"));
+
+    service.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_clickhouse_times_out_and_a_missing_one_is_unavailable() {
+    // A "ClickHouse" that accepts connections and never answers.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            held.push(socket);
+        }
+    });
+    let service = Service::start(config(&hung_url, "citybrain")).await;
+    let started = Instant::now();
+    let reply = service.get("/v1/live/connectors", Some(KEY_A)).await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    assert!(
+        reply.body.contains("DEADLINE_EXCEEDED")
+            && reply.body.contains("CITYBRAIN_QUERY_TIMEOUT_MS")
+    );
+    assert!(took < Duration::from_secs(6), "answered after {took:?}");
+    let reply = service
+        .get(
+            &format!(
+                "/v1/aggregates/charging_energy/csv?{}&bucket=day",
+                day_range()
+            ),
+            Some(KEY_A),
+        )
+        .await;
+    assert_eq!(reply.status, 504);
+    let mut grpc = service.grpc_client().await;
+    let mut req = tonic::Request::new(citybrain_proto::query::v1::LiveRequest {
+        view: "bins".into(),
+        filters: Default::default(),
+    });
+    req.metadata_mut()
+        .insert("x-api-key", KEY_A.parse().unwrap());
+    assert_eq!(
+        grpc.live(req).await.unwrap_err().code(),
+        tonic::Code::DeadlineExceeded
+    );
+    assert_eq!(http_get(service.admin, "/readyz", None).await.status, 503);
+    service.stop().await;
+    holder.abort();
+
+    // Nothing listening at all: UNAVAILABLE at once.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let service = Service::start(config(&closed_url, "citybrain")).await;
+    let started = Instant::now();
+    let reply = service.get("/v1/live/parking", Some(KEY_A)).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(reply.body.contains("\"retryable\":true"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let mut grpc = service.grpc_client().await;
+    let mut req = tonic::Request::new(citybrain_proto::query::v1::LiveRequest {
+        view: "parking".into(),
+        filters: Default::default(),
+    });
+    req.metadata_mut()
+        .insert("x-api-key", KEY_A.parse().unwrap());
+    assert_eq!(
+        grpc.live(req).await.unwrap_err().code(),
+        tonic::Code::Unavailable
+    );
+    eventually(
+        Duration::from_secs(10),
+        "/readyz to report ClickHouse down",
+        || async { http_get(service.admin, "/readyz", None).await.status == 503 },
+    )
+    .await;
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_description_lists_exactly_the_served_routes() {
+    let doc: J = serde_json::from_str(citybrain_query::http::OPENAPI).expect("openapi.json parses");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let documented: std::collections::BTreeSet<String> =
+        doc["paths"].as_object().unwrap().keys().cloned().collect();
+    let served: std::collections::BTreeSet<String> = citybrain_query::http::ROUTES
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(documented, served);
+    // The router really serves each documented path (not 404), and nothing else.
+    let service = Service::start(config("http://127.0.0.1:1", "citybrain")).await;
+    for path in &documented {
+        let concrete = path
+            .replace("{view}", "bins")
+            .replace("{metric}", "charging_energy")
+            .replace("{vehicle_id}", "bus1");
+        let reply = service.get(&concrete, None).await;
+        assert_ne!(reply.status, 404, "{path} is documented but not served");
+    }
+    assert_eq!(service.get("/v1/undocumented", None).await.status, 404);
+    // Every metric and view in the catalogue is named in the description.
+    let text = citybrain_query::http::OPENAPI;
+    for m in citybrain_query::catalog::METRICS {
+        assert!(
+            text.contains(&format!("\"{}\"", m.name)),
+            "{} missing from openapi.json",
+            m.name
+        );
+    }
+    for v in citybrain_query::live::VIEWS {
+        assert!(
+            text.contains(&format!("\"{}\"", v.name)),
+            "{} missing from openapi.json",
+            v.name
+        );
+    }
+    service.stop().await;
+}
