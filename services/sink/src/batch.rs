@@ -18,6 +18,9 @@ pub trait TableRow:
     fn partition_id(&self) -> (&str, i32);
     fn offset(&self) -> u64;
     fn observed_at(&self) -> u32;
+    fn event_id(&self) -> uuid::Uuid;
+    /// (tenant, device): the start of the raw table's sorting key.
+    fn device(&self) -> (&str, &str);
 }
 
 /// Rows per raw table, one field per kind.
@@ -105,6 +108,12 @@ macro_rules! impl_table_row {
             }
             fn observed_at(&self) -> u32 {
                 self.observed_at
+            }
+            fn event_id(&self) -> uuid::Uuid {
+                self.event_id
+            }
+            fn device(&self) -> (&str, &str) {
+                (&self.tenant_id, &self.device_id)
             }
         }
     )*};

@@ -103,6 +103,7 @@ pub async fn serve(
         );
         let watcher = tokio::spawn(watch_kafka(
             consumer.clone(),
+            topics[0].clone(),
             readiness.clone(),
             stop.clone(),
         ));
@@ -159,15 +160,20 @@ fn is_transient(err: &SchemaError) -> bool {
 /// Keeps `/readyz` in line with the broker.
 async fn watch_kafka(
     consumer: Arc<StreamConsumer<consumer::SinkContext>>,
+    topic: String,
     readiness: Readiness,
     stop: CancellationToken,
 ) {
     let mut was_up = None;
     loop {
         let probe = consumer.clone();
+        let topic = topic.clone();
+        // One topic's metadata: a shared cluster may hold thousands of topics.
         let up = tokio::task::spawn_blocking(move || {
             probe.client().fatal_error().is_none()
-                && probe.fetch_metadata(None, Duration::from_secs(2)).is_ok()
+                && probe
+                    .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                    .is_ok()
         })
         .await
         .unwrap_or(false);

@@ -65,6 +65,11 @@ pub fn skipped_already_stored() {
     counter!(MESSAGES_SKIPPED, "reason" => "already_stored").increment(1);
 }
 
+/// Messages whose event id was already stored (the same event sent twice).
+pub fn skipped_repeated_event(count: usize) {
+    counter!(MESSAGES_SKIPPED, "reason" => "repeated_event_id").increment(count as u64);
+}
+
 pub fn dead_lettered(reason: &'static str) {
     counter!(DEAD_LETTERS, "reason" => reason).increment(1);
 }
@@ -109,4 +114,5 @@ pub fn register(tables: &[&'static str], reasons: &[&'static str]) {
         counter!(DEAD_LETTERS, "reason" => *reason).increment(0);
     }
     counter!(MESSAGES_SKIPPED, "reason" => "already_stored").increment(0);
+    counter!(MESSAGES_SKIPPED, "reason" => "repeated_event_id").increment(0);
 }

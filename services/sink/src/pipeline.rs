@@ -41,9 +41,9 @@
 //! INSERT (after the raw part, before a view's part) is not covered, nor an
 //! instance evicted from the group *during* an INSERT (prevented by keeping
 //! the insert timeout below `max.poll.interval.ms`). The same event sent to
-//! ingest twice in separate requests is two Kafka messages; the raw table
-//! collapses it (ReplacingMergeTree on the event id, `FINAL`), but the
-//! roll-ups count both.
+//! ingest twice in separate requests is two Kafka messages at different
+//! offsets; before each INSERT the sink also drops rows whose event id the
+//! table already holds (see [`drop_repeated_events`]).
 
 use crate::batch::{Batch, PartitionId, TableRow, each_table};
 use crate::config::SinkConfig;
@@ -422,6 +422,7 @@ impl Pipeline {
         let dead_letters = &self.dead_letters;
         each_table!(&mut self.batch.tables, |kind, rows| {
             if !rows.is_empty() {
+                drop_repeated_events(store, kind, rows).await?;
                 insert_table(store, dead_letters, kind, rows).await?;
             }
         });
@@ -553,6 +554,39 @@ impl Detach for OwnedMessage {
     fn to_owned_message(&self) -> OwnedMessage {
         self.clone()
     }
+}
+
+/// Drops rows whose event id is already stored or earlier in the batch: the
+/// same event sent to ingest twice (a vendor retrying an answer it did not
+/// get) is two Kafka messages, and the roll-ups must count it once. Both
+/// copies share a Kafka key (tenant/device), so one partition, handled in
+/// order by one instance: the later copy is always checked after the
+/// earlier one is stored.
+async fn drop_repeated_events<R: TableRow>(
+    store: &Store,
+    kind: Kind,
+    rows: &mut Vec<R>,
+) -> Result<(), RetryLater> {
+    let before = rows.len();
+    let mut seen = HashSet::with_capacity(rows.len());
+    rows.retain(|row| seen.insert(row.event_id()));
+    let stored = store
+        .stored_event_ids(table_name(kind), rows)
+        .await
+        .map_err(RetryLater::Lookup)?;
+    if !stored.is_empty() {
+        rows.retain(|row| !stored.contains(&row.event_id()));
+    }
+    let dropped = before - rows.len();
+    if dropped > 0 {
+        metrics::skipped_repeated_event(dropped);
+        tracing::info!(
+            table = table_name(kind),
+            rows = dropped,
+            "event ids already stored; not inserting them again"
+        );
+    }
+    Ok(())
 }
 
 /// Inserts one table's rows. A row ClickHouse refuses is found by halving

@@ -6,9 +6,10 @@ use crate::config::ClickHouseConfig;
 use citybrain_proto::feed::Kind;
 use citybrain_schema::{LINEAGE_TABLE, MigrationReport, SchemaError, SchemaOptions};
 use clickhouse::Client;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
+use uuid::Uuid;
 
 /// Why a write or lookup did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +70,11 @@ pub type StoredOffsets = HashMap<(Kind, String, i32), u64>;
 /// The sink's handle on ClickHouse.
 #[derive(Clone)]
 pub struct Store {
+    /// For DDL and lookups, which name the database themselves.
     client: Client,
+    /// For inserts: the same, bound to the database (the client escapes a
+    /// table name as one identifier, so `db.table` cannot be passed).
+    inserts: Client,
     database: String,
     timeout: Duration,
 }
@@ -84,6 +89,7 @@ impl Store {
             .with_password(&config.password)
             .with_validation(false);
         Self {
+            inserts: client.clone().with_database(&config.database),
             client,
             database: config.database.clone(),
             timeout: config.insert_timeout,
@@ -112,11 +118,10 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let full_name = format!("{}.{table}", self.database);
         let write = async {
             let mut insert = self
-                .client
-                .insert::<R>(&full_name)
+                .inserts
+                .insert::<R>(table)
                 .await?
                 .with_timeouts(Some(self.timeout), Some(self.timeout));
             for row in rows {
@@ -125,6 +130,51 @@ impl Store {
             insert.end().await
         };
         self.bounded(write).await
+    }
+
+    /// Which of `rows`' event ids `table` already holds (sent twice by a
+    /// vendor, so two Kafka messages). The lookup narrows by the table's
+    /// sorting key (tenant, device, time), so it reads little.
+    pub async fn stored_event_ids<R: TableRow>(
+        &self,
+        table: &str,
+        rows: &[R],
+    ) -> Result<HashSet<Uuid>, StoreError> {
+        let mut found = HashSet::new();
+        // Bounded query size (max_query_size is 256 KiB by default).
+        for chunk in rows.chunks(1000) {
+            let tenants: BTreeSet<&str> = chunk.iter().map(|r| r.device().0).collect();
+            let devices: BTreeSet<&str> = chunk.iter().map(|r| r.device().1).collect();
+            let from = chunk
+                .iter()
+                .map(TableRow::observed_at)
+                .min()
+                .unwrap_or_default();
+            let to = chunk
+                .iter()
+                .map(TableRow::observed_at)
+                .max()
+                .unwrap_or_default();
+            let ids: Vec<String> = chunk
+                .iter()
+                .map(|r| quote(&r.event_id().to_string()))
+                .collect();
+            let sql = format!(
+                "SELECT toString(event_id) FROM {db}.{table}
+                 WHERE tenant_id IN ({tenants}) AND device_id IN ({devices})
+                   AND observed_at >= toDateTime({from}) AND observed_at <= toDateTime({to})
+                   AND toString(event_id) IN ({ids})",
+                db = self.database,
+                tenants = list(tenants),
+                devices = list(devices),
+                ids = ids.join(", "),
+            );
+            let stored: Vec<String> = self
+                .bounded(self.client.query_raw(&sql).fetch_all())
+                .await?;
+            found.extend(stored.iter().filter_map(|id| Uuid::parse_str(id).ok()));
+        }
+        Ok(found)
     }
 
     /// What `sink_lineage` says is stored for `topics`.
@@ -197,6 +247,10 @@ impl Store {
             ))),
         }
     }
+}
+
+fn list<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    values.into_iter().map(quote).collect::<Vec<_>>().join(", ")
 }
 
 /// A ClickHouse string literal.

@@ -1,0 +1,155 @@
+//! Crash: the real sink binary is killed with SIGKILL twice in the middle of
+//! a steady stream and started again; at the end every event is stored
+//! exactly once and the roll-ups count each once.
+
+mod support;
+
+use citybrain_tests::{
+    Kind, RunningIngest, eventually, ingest_config, scratch_dir, write_key_file,
+};
+use std::time::{Duration, SystemTime};
+use support::*;
+
+const KINDS: [Kind; 4] = [
+    Kind::ConnectorStatus,
+    Kind::MeterSample,
+    Kind::PatrolCheckIn,
+    Kind::ServiceRequest,
+];
+const PER_KIND: usize = 4_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_nothing_and_counts_nothing_twice() {
+    let brokers = stack_brokers();
+    let url = stack_clickhouse_url();
+    let prefix = unique_prefix();
+    let db = fresh_database();
+    create_feed_topics(&brokers, &prefix, 4).await;
+    let dir = scratch_dir("sink-crash");
+    let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, write_key_file(&dir))).await;
+    let mut config = sink_config(&brokers, &url, &prefix, &db);
+    // Small batches: many INSERTs and commits to be interrupted.
+    config.batch.max_rows = 500;
+    config.batch.max_age = Duration::from_millis(100);
+
+    let now = SystemTime::now();
+    let mut sent = Vec::new();
+    for kind in KINDS {
+        sent.extend(events(kind, PER_KIND, 16, now));
+    }
+    // Interleave kinds so every batch spans several raw tables.
+    sent.sort_by_key(|e| e.observed_at.as_ref().map(|t| t.seconds));
+    let total = sent.len() as u64;
+
+    // A steady stream in the background: small batches with pauses.
+    let stream = {
+        let endpoint_ingest = ingest;
+        tokio::spawn(async move {
+            for chunk in sent.chunks(400) {
+                send(&endpoint_ingest, chunk.to_vec()).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            endpoint_ingest
+        })
+    };
+
+    let client = clickhouse(&url);
+    let stored = || async {
+        let mut sum = 0;
+        for kind in KINDS {
+            sum += number(
+                &client,
+                &format!(
+                    "SELECT count() FROM {db}.{}",
+                    citybrain_schema::raw_table(kind)
+                ),
+            )
+            .await as u64;
+        }
+        sum
+    };
+    let mut sink = SinkProcess::spawn(&config, &dir, "sink-1");
+    for (round, threshold) in [(2, total / 5), (3, total / 2)] {
+        eventually(
+            Duration::from_secs(90),
+            &format!("{threshold} rows before kill {round}"),
+            || async {
+                // Tables appear with the sink's migration.
+                client
+                    .query_raw(&format!(
+                        "SELECT count() FROM system.tables WHERE database = '{db}'"
+                    ))
+                    .fetch_one::<u64>()
+                    .await
+                    .unwrap_or(0)
+                    > 0
+                    && stored().await >= threshold
+            },
+        )
+        .await;
+        sink.kill_9();
+        eprintln!(
+            "killed the sink with {} of {total} rows stored",
+            stored().await
+        );
+        sink = SinkProcess::spawn(&config, &dir, &format!("sink-{round}"));
+    }
+
+    let ingest = stream.await.expect("stream task");
+    let expected: Vec<(Kind, u64)> = KINDS.iter().map(|k| (*k, PER_KIND as u64)).collect();
+    assert_exact_rows(&client, &db, &expected, Duration::from_secs(120)).await;
+    for res in ["5m", "1h"] {
+        let checked = number(
+            &client,
+            &format!("SELECT sum(check_ins) FROM {db}.patrol_compliance_{res}"),
+        )
+        .await;
+        assert_eq!(
+            checked as usize, PER_KIND,
+            "check-ins counted in the {res} roll-up"
+        );
+        let transitions = number(
+            &client,
+            &format!("SELECT sum(transitions) FROM {db}.service_requests_{res}"),
+        )
+        .await;
+        assert_eq!(
+            transitions as usize, PER_KIND,
+            "request transitions in the {res} roll-up"
+        );
+    }
+    // Every connector-status interval is counted once: the roll-up's seconds
+    // equal the raw rows' own intervals.
+    let rollup = number(
+        &client,
+        &format!("SELECT sum(seconds) FROM {db}.charger_status_5m"),
+    )
+    .await;
+    let raw = number(
+        &client,
+        &format!(
+            "SELECT sum(toUInt32(observed_at) - toUInt32(prev_observed_at)) FROM {db}.raw_connector_status
+             WHERE prev_status != '' AND observed_at > prev_observed_at"
+        ),
+    )
+    .await;
+    assert_eq!(rollup, raw, "time in status");
+    let devices = number(
+        &client,
+        &format!("SELECT uniqExact(device_id) FROM {db}.raw_connector_status"),
+    )
+    .await;
+    let last_of_each = number(
+        &client,
+        &format!("SELECT count() FROM {db}.raw_connector_status WHERE prev_status = ''"),
+    )
+    .await;
+    assert_eq!(
+        last_of_each, devices,
+        "exactly one status row per connector starts its chain"
+    );
+
+    drop(sink);
+    ingest.shutdown().await.expect("ingest stop");
+    citybrain_schema::drop_database(&client, &db).await.unwrap();
+}
