@@ -140,11 +140,17 @@ fn hex(key: &str) -> String {
         .collect()
 }
 
-/// An ingest configuration for tests: given broker and prefix, short timeouts.
+/// An ingest configuration for tests: the given broker and topic prefix,
+/// otherwise production defaults (idempotent producer included).
+///
+/// The delivery timeout is generous: on Tansu 0.6.0 a timed-out delivery of
+/// an idempotent producer makes it bump the producer epoch, which the broker
+/// cannot handle (it stops serving), so the shared broker must never see one
+/// merely because CI is busy. Tests that want timeouts use a private broker.
 pub fn ingest_config(brokers: &str, prefix: &str, key_file: PathBuf) -> IngestConfig {
     let mut kafka = KafkaConfig::new(brokers);
     kafka.topic_prefix = prefix.to_string();
-    kafka.delivery_timeout = Duration::from_secs(3);
+    kafka.delivery_timeout = Duration::from_secs(30);
     IngestConfig {
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         admin_addr: ([127, 0, 0, 1], 0).into(),
@@ -423,4 +429,60 @@ impl Drop for PrivateBroker {
 async fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// A sink configuration for tests: the given broker, ClickHouse, topic
+/// prefix and database; short group timeouts, small batches, quick retries.
+pub fn sink_config(
+    brokers: &str,
+    clickhouse_url: &str,
+    prefix: &str,
+    database: &str,
+) -> citybrain_sink::config::SinkConfig {
+    let mut config = citybrain_sink::config::SinkConfig::new(brokers, clickhouse_url);
+    config.admin_addr = ([127, 0, 0, 1], 0).into();
+    config.kafka.topic_prefix = prefix.to_string();
+    config.kafka.group_id = format!("{prefix}sink");
+    config.clickhouse.database = database.to_string();
+    config.clickhouse.insert_timeout = Duration::from_secs(3);
+    config.batch.max_age = Duration::from_millis(200);
+    config.batch.max_rows = 5_000;
+    config.backoff.initial = Duration::from_millis(100);
+    config.backoff.max = Duration::from_secs(1);
+    config
+}
+
+/// The sink running in this process.
+pub struct RunningSink {
+    pub admin_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), citybrain_sink::ServeError>>,
+}
+
+impl RunningSink {
+    pub async fn start(config: citybrain_sink::config::SinkConfig) -> Self {
+        let admin = TcpListener::bind(config.admin_addr).await.expect("bind admin");
+        let admin_addr = admin.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(citybrain_sink::serve(config, admin, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            admin_addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin_addr, path).await
+    }
+
+    /// Stops gracefully (flush and commit) and returns how `serve` ended.
+    pub async fn shutdown(mut self) -> Result<(), citybrain_sink::ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("sink task panicked")
+    }
 }

@@ -48,7 +48,8 @@ async fn broker_outage_gives_unavailable_then_recovers() {
     let prefix = unique_prefix();
     create_feed_topics(&broker.brokers(), &prefix, 1).await;
     let dir = scratch_dir("ingest-outage");
-    let config = ingest_config(&broker.brokers(), &prefix, write_key_file(&dir));
+    let mut config = ingest_config(&broker.brokers(), &prefix, write_key_file(&dir));
+    config.kafka.delivery_timeout = Duration::from_secs(3);
     let delivery_timeout = config.kafka.delivery_timeout;
     let ingest = RunningIngest::start(config).await;
     let mut client = IngestServiceClient::connect(ingest.endpoint())
@@ -141,6 +142,7 @@ async fn a_full_producer_queue_answers_resource_exhausted_and_stays_up() {
     create_feed_topics(&broker.brokers(), &prefix, 1).await;
     let dir = scratch_dir("ingest-overload");
     let mut config = ingest_config(&broker.brokers(), &prefix, write_key_file(&dir));
+    config.kafka.delivery_timeout = Duration::from_secs(3);
     config.kafka.queue_max_messages = 10;
     let ingest = RunningIngest::start(config).await;
     let mut client = IngestServiceClient::connect(ingest.endpoint())

@@ -44,6 +44,12 @@ pub struct KafkaConfig {
     pub linger: Duration,
     /// `CITYBRAIN_INGEST_COMPRESSION`: none, gzip, snappy, lz4 or zstd.
     pub compression: String,
+    /// `CITYBRAIN_INGEST_IDEMPOTENCE`: the idempotent producer (default on).
+    /// Turn it off only for brokers that cannot bump a producer's epoch, which
+    /// librdkafka does after a delivery timeout: Tansu 0.6.0 panics there and
+    /// stops serving. Without it, a producer retry can write an event twice;
+    /// the sink still stores it once (it deduplicates by event id).
+    pub idempotence: bool,
     /// `CITYBRAIN_KAFKA_OPTIONS`: extra librdkafka settings, applied last,
     /// as `key=value` pairs separated by commas (e.g. TLS or SASL settings:
     /// `security.protocol=SASL_SSL,sasl.mechanisms=SCRAM-SHA-512`).
@@ -88,6 +94,7 @@ impl KafkaConfig {
             linger: Duration::from_millis(5),
             compression: "lz4".into(),
             librdkafka_options: Vec::new(),
+            idempotence: true,
         }
     }
 }
@@ -150,6 +157,7 @@ impl IngestConfig {
                 linger: env::millis_or("CITYBRAIN_INGEST_LINGER_MS", kafka_defaults.linger)?,
                 compression,
                 librdkafka_options: env::key_values("CITYBRAIN_KAFKA_OPTIONS")?,
+                idempotence: env::bool_or("CITYBRAIN_INGEST_IDEMPOTENCE", true)?,
             },
             limits: BatchLimits {
                 max_batch_events: env::var_or(

@@ -81,7 +81,7 @@ impl EventProducer {
             .set("client.id", "citybrain-ingest")
             // Idempotence gives exactly-once, in-order writes per partition
             // across the producer's own retries; it implies acks=all.
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", config.idempotence.to_string())
             .set("acks", "all")
             .set("compression.type", &config.compression)
             .set("linger.ms", config.linger.as_millis().to_string())
