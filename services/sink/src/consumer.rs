@@ -25,12 +25,25 @@ pub enum RebalanceNote {
 }
 
 /// Collects rebalance notes and feeds librdkafka statistics into metrics.
-#[derive(Default)]
 pub struct SinkContext {
+    /// Tells this instance's log lines from another's in the same group.
+    instance: String,
     notes: Mutex<Vec<RebalanceNote>>,
 }
 
 impl SinkContext {
+    pub fn new(instance: String) -> Self {
+        Self {
+            instance,
+            notes: Mutex::default(),
+        }
+    }
+
+    /// This consumer's client id, e.g. `citybrain-sink-3f9a1c2e`.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// The notes taken since the last call, oldest first.
     pub fn take_notes(&self) -> Vec<RebalanceNote> {
         std::mem::take(&mut *self.notes.lock().expect("rebalance notes lock"))
@@ -66,7 +79,7 @@ impl ConsumerContext for SinkContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             metrics::rebalanced("revoke");
-            tracing::info!(partitions = list.count(), "partitions revoked");
+            tracing::info!(partitions = list.count(), instance = %self.instance, "partitions revoked");
             self.note(RebalanceNote::Revoked(partitions(list)));
         }
     }
@@ -75,7 +88,7 @@ impl ConsumerContext for SinkContext {
         match rebalance {
             Rebalance::Assign(list) => {
                 metrics::rebalanced("assign");
-                tracing::info!(partitions = list.count(), "partitions assigned");
+                tracing::info!(partitions = list.count(), instance = %self.instance, "partitions assigned");
                 // Nothing is read from a partition before the pipeline knows
                 // what ClickHouse already holds of it.
                 if let Err(err) = consumer.pause(list) {
@@ -102,10 +115,14 @@ pub fn subscribe(
     config: &KafkaConfig,
     topics: &[String],
 ) -> KafkaResult<StreamConsumer<SinkContext>> {
+    let instance = format!(
+        "citybrain-sink-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let consumer: StreamConsumer<SinkContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.group_id)
-        .set("client.id", "citybrain-sink")
+        .set("client.id", &instance)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -125,7 +142,7 @@ pub fn subscribe(
             config.max_poll_interval.as_millis().to_string(),
         )
         .set("statistics.interval.ms", "5000")
-        .create_with_context(SinkContext::default())?;
+        .create_with_context(SinkContext::new(instance))?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names)?;
     Ok(consumer)

@@ -101,8 +101,10 @@ pub fn rebalanced(kind: &'static str) {
     counter!(REBALANCES, "kind" => kind).increment(1);
 }
 
-pub fn assigned_partitions(count: usize) {
-    gauge!(ASSIGNED_PARTITIONS).set(count as f64);
+/// Partitions this instance owns; `instance` is its Kafka client id, so
+/// the members of a group can be told apart.
+pub fn assigned_partitions(instance: &str, count: usize) {
+    gauge!(ASSIGNED_PARTITIONS, "instance" => instance.to_string()).set(count as f64);
 }
 
 /// Creates the labelled series up front, so dashboards show 0 instead of no data.

@@ -281,7 +281,10 @@ impl Pipeline {
                     }
                 }
             }
-            metrics::assigned_partitions(self.active.len() + self.awaiting_lineage.len());
+            metrics::assigned_partitions(
+                self.consumer.context().instance(),
+                self.active.len() + self.awaiting_lineage.len(),
+            );
         }
     }
 
