@@ -60,6 +60,11 @@ pub struct ClickHouseConfig {
     /// `CITYBRAIN_SINK_INSERT_TIMEOUT_MS`: one INSERT (or lookup) may take
     /// this long before it counts as failed and is retried.
     pub insert_timeout: Duration,
+    /// `CITYBRAIN_SINK_DEDUP_EVENT_IDS`: before each INSERT, look up which
+    /// event ids the table already holds and drop those rows, so an event a
+    /// vendor sent twice is counted once in the roll-ups. Costs one lookup
+    /// per 1000 rows; redelivered Kafka messages are skipped without it.
+    pub dedup_event_ids: bool,
     /// `CITYBRAIN_SINK_RAW_RETENTION_DAYS`: raw-row TTL on servers that have
     /// TTL (19.6+); 0 keeps raw rows forever.
     pub raw_retention_days: u32,
@@ -130,6 +135,7 @@ impl SinkConfig {
                 user: "default".into(),
                 password: String::new(),
                 insert_timeout: Duration::from_secs(5),
+                dedup_event_ids: true,
                 raw_retention_days: 400,
             },
             batch: BatchLimits::default(),
@@ -193,6 +199,7 @@ impl SinkConfig {
                 user: env::string_or("CITYBRAIN_CLICKHOUSE_USER", &defaults.clickhouse.user),
                 password: std::env::var("CITYBRAIN_CLICKHOUSE_PASSWORD").unwrap_or_default(),
                 insert_timeout: env::millis_or("CITYBRAIN_SINK_INSERT_TIMEOUT_MS", insert)?,
+                dedup_event_ids: env::bool_or("CITYBRAIN_SINK_DEDUP_EVENT_IDS", true)?,
                 raw_retention_days: env::var_or(
                     "CITYBRAIN_SINK_RAW_RETENTION_DAYS",
                     defaults.clickhouse.raw_retention_days,

@@ -423,9 +423,12 @@ impl Pipeline {
 
         let store = &self.store;
         let dead_letters = &self.dead_letters;
+        let dedup = self.config.clickhouse.dedup_event_ids;
         each_table!(&mut self.batch.tables, |kind, rows| {
             if !rows.is_empty() {
-                drop_repeated_events(store, kind, rows).await?;
+                if dedup {
+                    drop_repeated_events(store, kind, rows).await?;
+                }
                 insert_table(store, dead_letters, kind, rows).await?;
             }
         });
