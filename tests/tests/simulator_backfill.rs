@@ -45,7 +45,11 @@ async fn a_short_backfill_is_accepted_in_full_and_lands_in_kafka_once() {
     .take_while(|e| clock::from_timestamp(e.observed_at.as_ref().unwrap()) < origin + 2 * HOUR)
     .map(|e| e.event_id)
     .collect();
-    assert!(expected.len() > 1_000, "{} events in two hours", expected.len());
+    assert!(
+        expected.len() > 1_000,
+        "{} events in two hours",
+        expected.len()
+    );
 
     let summary = tokio::time::timeout(
         Duration::from_secs(120),
@@ -66,11 +70,23 @@ async fn a_short_backfill_is_accepted_in_full_and_lands_in_kafka_once() {
         .collect();
     let messages = tokio::task::spawn_blocking({
         let (brokers, topics, n) = (brokers.clone(), topics.clone(), expected.len());
-        move || read_topics(&brokers, &topics, n, Duration::from_secs(60), Duration::from_secs(2))
+        move || {
+            read_topics(
+                &brokers,
+                &topics,
+                n,
+                Duration::from_secs(60),
+                Duration::from_secs(2),
+            )
+        }
     })
     .await
     .unwrap();
-    assert_eq!(messages.len(), expected.len(), "the topics hold each event once");
+    assert_eq!(
+        messages.len(),
+        expected.len(),
+        "the topics hold each event once"
+    );
     let stored: HashSet<String> = messages
         .iter()
         .map(|m| {

@@ -53,9 +53,10 @@ impl Progress {
 
     /// Draws the final state and ends the line.
     pub fn finish(&mut self, sim_now: Millis, counters: &Counters) {
-        if !self.enabled {
+        if !self.enabled || self.last_draw.is_none() {
             return;
         }
+        self.last_draw = None;
         let line = self.line(sim_now, counters);
         let mut err = std::io::stderr().lock();
         let _ = if self.terminal {
