@@ -19,6 +19,13 @@ mkdir -p "$logs"
 export CITYBRAIN_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export CITYBRAIN_CLICKHOUSE_URL="http://127.0.0.1:$CLICKHOUSE_HTTP_PORT"
 export CITYBRAIN_INGEST_API_KEYS="$here/dev-api-keys.toml"
+export CITYBRAIN_QUERY_API_KEYS="$here/dev-api-keys.toml"
+# Tansu 0.6.0 cannot bump an idempotent producer's epoch (librdkafka does so
+# after a delivery timeout) and stops serving when asked to; the sink stores
+# each event id once, so a producer retry's duplicate is harmless here.
+# Production keeps the idempotent producer (the default).
+export CITYBRAIN_INGEST_IDEMPOTENCE="${CITYBRAIN_INGEST_IDEMPOTENCE:-false}"
+: "${SIMULATOR_DAYS:=3}"
 
 pids=()
 stop_services() {
@@ -31,9 +38,8 @@ stop_services() {
 trap stop_services INT TERM EXIT
 
 start_service() {
-  local name="$1"
-  if [ ! -x "target/release/$name" ]; then return; fi
-  "target/release/$name" >>"$logs/$name.log" 2>&1 &
+  local name="$1"; shift
+  "target/release/$name" "$@" >>"$logs/$name.log" 2>&1 &
   pids+=($!)
   say "started $name (log: $logs/$name.log)"
 }
@@ -42,20 +48,34 @@ say "4/4 starting the services"
 start_service citybrain-ingest
 start_service citybrain-sink
 start_service citybrain-query
-
 wait_for ingest 30 port_open 50051 || die "ingest did not start; see $logs/citybrain-ingest.log"
+wait_for query 30 port_open 8080 || die "query did not start; see $logs/citybrain-query.log"
 
 cat <<INFO
 
 citybrain is running.
   ingest (gRPC)     127.0.0.1:50051   development API key: cb_dev_lucheng_simulator_key_0001
-  ingest metrics    http://127.0.0.1:9101/metrics  (/healthz, /readyz)
+  query (HTTP)      http://127.0.0.1:8080   (OpenAPI: /openapi.json; gRPC on 127.0.0.1:50052)
+  metrics           ingest http://127.0.0.1:9101/metrics, sink :9102, query :9103
   broker            127.0.0.1:$KAFKA_PORT
-  ClickHouse        http://127.0.0.1:$CLICKHOUSE_HTTP_PORT
+  ClickHouse        http://127.0.0.1:$CLICKHOUSE_HTTP_PORT  (database citybrain)
+  dashboards        dashboards/README.md says how to load them into Grafana
   logs              $logs
 
-Send a first event (see README.md, "Send your first event"). Ctrl-C stops the services.
+Try (the key is the development key):
+  curl -s -H 'x-api-key: cb_dev_lucheng_simulator_key_0001' \
+    'http://127.0.0.1:8080/v1/live/connectors?status=charging'
+  curl -s -H 'x-api-key: cb_dev_lucheng_simulator_key_0001' \
+    "http://127.0.0.1:8080/v1/aggregates/charging_energy?from=\$(date -u -d '3 days ago' +%F)&to=\$(date -u -d tomorrow +%F)&bucket=day"
+
+The town simulator now backfills $SIMULATOR_DAYS days of history, then runs live.
+Ctrl-C stops everything.
 INFO
+
+start_service citybrain-simulator run --days "$SIMULATOR_DAYS"
+# Show the backfill's progress here while the services keep logging to files.
+tail -n +1 -f "$logs/citybrain-simulator.log" &
+pids+=($!)
 
 wait -n "${pids[@]}" || true
 say "a service exited; see $logs"

@@ -29,7 +29,10 @@ fn dashboards() -> Vec<(String, Value)> {
             let text = std::fs::read_to_string(&path).unwrap();
             let json = serde_json::from_str(&text)
                 .unwrap_or_else(|err| panic!("{} is not valid JSON: {err}", path.display()));
-            (path.file_name().unwrap().to_string_lossy().into_owned(), json)
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                json,
+            )
         })
         .collect();
     found.sort_by(|a, b| a.0.cmp(&b.0));
@@ -42,7 +45,9 @@ fn panels(dashboard: &Value) -> &Vec<Value> {
 }
 
 fn variables(dashboard: &Value) -> &Vec<Value> {
-    dashboard["templating"]["list"].as_array().expect("templating.list")
+    dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating.list")
 }
 
 fn datasource_uid(value: &Value) -> &str {
@@ -82,21 +87,29 @@ fn referenced_variables(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn dashboards_are_well_formed() {
-    let provisioning = std::fs::read_to_string(
-        dashboards_dir().join("provisioning/datasources/citybrain.yaml"),
-    )
-    .unwrap();
+    let provisioning =
+        std::fs::read_to_string(dashboards_dir().join("provisioning/datasources/citybrain.yaml"))
+            .unwrap();
     let provisioned: BTreeSet<&str> = provisioning
         .lines()
         .filter_map(|line| line.trim().strip_prefix("uid: "))
         .collect();
-    assert_eq!(provisioned, BTreeSet::from([CLICKHOUSE_UID, PROMETHEUS_UID]));
+    assert_eq!(
+        provisioned,
+        BTreeSet::from([CLICKHOUSE_UID, PROMETHEUS_UID])
+    );
 
     let mut uids = BTreeSet::new();
     for (file, dashboard) in dashboards() {
         let uid = dashboard["uid"].as_str().expect("uid");
-        assert!(uids.insert(uid.to_string()), "{file}: uid {uid} is used twice");
-        assert!(dashboard["title"].as_str().is_some_and(|t| !t.is_empty()), "{file}: title");
+        assert!(
+            uids.insert(uid.to_string()),
+            "{file}: uid {uid} is used twice"
+        );
+        assert!(
+            dashboard["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{file}: title"
+        );
         let defined: BTreeSet<String> = variables(&dashboard)
             .iter()
             .map(|v| v["name"].as_str().unwrap().to_string())
@@ -115,7 +128,10 @@ fn dashboards_are_well_formed() {
             assert!(ids.insert(id), "{file}: panel id {id} is used twice");
             let grid = &panel["gridPos"];
             let (x, w) = (grid["x"].as_u64().unwrap(), grid["w"].as_u64().unwrap());
-            assert!(x + w <= 24 && grid["h"].as_u64().unwrap() > 0, "{file}: {title} fits the grid");
+            assert!(
+                x + w <= 24 && grid["h"].as_u64().unwrap() > 0,
+                "{file}: {title} fits the grid"
+            );
             assert!(
                 provisioned.contains(datasource_uid(panel)),
                 "{file}: {title} uses an unknown datasource"
@@ -128,9 +144,14 @@ fn dashboards_are_well_formed() {
                     .or(target["expr"].as_str())
                     .unwrap_or_else(|| panic!("{file}: {title} has no rawSql/expr"));
                 let mut used = referenced_variables(text);
-                used.extend(referenced_variables(panel["description"].as_str().unwrap_or("")));
+                used.extend(referenced_variables(
+                    panel["description"].as_str().unwrap_or(""),
+                ));
                 for name in used {
-                    assert!(defined.contains(&name), "{file}: {title} uses undefined ${name}");
+                    assert!(
+                        defined.contains(&name),
+                        "{file}: {title} uses undefined ${name}"
+                    );
                 }
             }
         }
@@ -177,7 +198,9 @@ fn expand_conditional_all(sql: &str, choices: &Choices) -> String {
     replace_calls(sql, "$__conditionalAll(", |args| {
         let split = args.rfind(',').expect("two arguments");
         let (condition, variable) = (&args[..split], args[split + 1..].trim());
-        let name = variable.trim_start_matches('$').trim_matches(|c| c == '{' || c == '}');
+        let name = variable
+            .trim_start_matches('$')
+            .trim_matches(|c| c == '{' || c == '}');
         match choices.get(name) {
             Some(Some(_)) => condition.trim().to_string(),
             _ => "1=1".to_string(),
@@ -238,7 +261,10 @@ fn macros_expand_like_the_plugin() {
     let choices: Choices = BTreeMap::from([
         ("tenant".to_string(), Some(vec!["lucheng".to_string()])),
         ("site".to_string(), None),
-        ("village".to_string(), Some(vec!["武疃村".to_string(), "O'Brien".to_string()])),
+        (
+            "village".to_string(),
+            Some(vec!["武疃村".to_string(), "O'Brien".to_string()]),
+        ),
     ]);
     let range = TimeRange { from: 10, to: 20 };
     assert_eq!(
@@ -263,7 +289,10 @@ fn event(kind: Kind, at: SystemTime, device: &str, edit: impl FnOnce(&mut Payloa
 /// A small town afternoon that gives every panel something to show.
 fn town_events(now: SystemTime) -> Vec<Event> {
     let ago = |minutes: u64| now - Duration::from_secs(minutes * 60);
-    let status = |minutes, device: &str, value: ev::ConnectorStatusValue, error: ev::ChargePointErrorCode| {
+    let status = |minutes,
+                  device: &str,
+                  value: ev::ConnectorStatusValue,
+                  error: ev::ChargePointErrorCode| {
         event(Kind::ConnectorStatus, ago(minutes), device, |p| {
             if let Payload::ConnectorStatus(s) = p {
                 s.station_id = device.split(':').next().unwrap().to_string();
@@ -283,15 +312,29 @@ fn town_events(now: SystemTime) -> Vec<Event> {
     events.push(event(Kind::ChargingSession, ago(60), "HBY-CP-01:1", |_| {}));
     events.push(event(Kind::MeterSample, ago(90), "HBY-CP-01:1", |_| {}));
     for (minutes, occupied) in [(90, 120), (30, 150)] {
-        events.push(event(Kind::ParkingSiteCounts, ago(minutes), "P-WUTUAN-1", |p| {
-            if let Payload::ParkingSiteCounts(c) = p {
-                c.occupied = occupied;
-                c.available = 150 - occupied;
-                c.status = if occupied == 150 { ev::ParkingSiteStatus::Full } else { ev::ParkingSiteStatus::AlmostFull } as i32;
-            }
-        }));
+        events.push(event(
+            Kind::ParkingSiteCounts,
+            ago(minutes),
+            "P-WUTUAN-1",
+            |p| {
+                if let Payload::ParkingSiteCounts(c) = p {
+                    c.occupied = occupied;
+                    c.available = 150 - occupied;
+                    c.status = if occupied == 150 {
+                        ev::ParkingSiteStatus::Full
+                    } else {
+                        ev::ParkingSiteStatus::AlmostFull
+                    } as i32;
+                }
+            },
+        ));
     }
-    events.push(event(Kind::ParkingSpotStatus, ago(30), "P-WUTUAN-1:A017", |_| {}));
+    events.push(event(
+        Kind::ParkingSpotStatus,
+        ago(30),
+        "P-WUTUAN-1:A017",
+        |_| {},
+    ));
     for (i, minutes) in [50u64, 45, 40].into_iter().enumerate() {
         let mut position = event(Kind::VehiclePosition, ago(minutes), "VB-02", |p| {
             if let Payload::VehiclePosition(v) = p {
@@ -321,7 +364,9 @@ fn town_events(now: SystemTime) -> Vec<Event> {
                 r.request_id = id.to_string();
                 r.transition = transition as i32;
                 r.department = department.to_string();
-                r.expected_by = Some(samples::timestamp(ago(minutes) + Duration::from_secs(2 * 3600)));
+                r.expected_by = Some(samples::timestamp(
+                    ago(minutes) + Duration::from_secs(2 * 3600),
+                ));
             }
         })
     };
@@ -348,22 +393,41 @@ async fn clickhouse_json(client: &clickhouse::Client, sql: &str) -> Value {
 fn check_columns(file: &str, title: &str, kind: &str, meta: &[(String, String)]) {
     let numeric = |t: &str| {
         let t = t.trim_start_matches("Nullable(").trim_end_matches(')');
-        t.starts_with("UInt") || t.starts_with("Int") || t.starts_with("Float") || t.starts_with("Decimal")
+        t.starts_with("UInt")
+            || t.starts_with("Int")
+            || t.starts_with("Float")
+            || t.starts_with("Decimal")
     };
     let names: Vec<&str> = meta.iter().map(|(n, _)| n.as_str()).collect();
     match kind {
         "timeseries" => {
-            assert_eq!(names.first(), Some(&"time"), "{file}: {title}: a time series starts with `time`");
-            assert!(meta[0].1.starts_with("DateTime"), "{file}: {title}: `time` is a DateTime");
-            assert!(meta[1..].iter().any(|(_, t)| numeric(t)), "{file}: {title}: a numeric series");
+            assert_eq!(
+                names.first(),
+                Some(&"time"),
+                "{file}: {title}: a time series starts with `time`"
+            );
+            assert!(
+                meta[0].1.starts_with("DateTime"),
+                "{file}: {title}: `time` is a DateTime"
+            );
+            assert!(
+                meta[1..].iter().any(|(_, t)| numeric(t)),
+                "{file}: {title}: a numeric series"
+            );
         }
         "geomap" => {
             for column in ["latitude", "longitude"] {
-                assert!(names.contains(&column), "{file}: {title}: a geomap needs {column}");
+                assert!(
+                    names.contains(&column),
+                    "{file}: {title}: a geomap needs {column}"
+                );
             }
         }
         "piechart" | "barchart" | "bargauge" | "stat" | "heatmap" => {
-            assert!(meta.iter().any(|(_, t)| numeric(t)), "{file}: {title}: needs a number");
+            assert!(
+                meta.iter().any(|(_, t)| numeric(t)),
+                "{file}: {title}: needs a number"
+            );
         }
         "table" => assert!(!meta.is_empty(), "{file}: {title}: a table needs columns"),
         other => panic!("{file}: {title}: no column rule for panel type {other}"),
@@ -372,19 +436,43 @@ fn check_columns(file: &str, title: &str, kind: &str, meta: &[(String, String)])
 
 #[tokio::test]
 async fn every_panel_query_runs_on_clickhouse_with_pipeline_data() {
+    // Ingest and sink share this process and its one Prometheus recorder,
+    // whose histogram buckets are fixed by the first install: install it with
+    // both services' buckets, as each has in its own process.
+    let buckets = [
+        citybrain_ingest::metrics::BUCKETS,
+        citybrain_sink::metrics::BUCKETS,
+    ]
+    .concat();
+    citybrain_telemetry::install_prometheus(&buckets);
     let brokers = stack_brokers();
     let prefix = unique_prefix();
     create_feed_topics(&brokers, &prefix, 1).await;
-    let database = format!("test_dash_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let database = format!(
+        "test_dash_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
     let dir = scratch_dir("dashboards");
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, write_key_file(&dir))).await;
-    let sink = RunningSink::start(sink_config(&brokers, &stack_clickhouse_url(), &prefix, &database)).await;
+    let sink = RunningSink::start(sink_config(
+        &brokers,
+        &stack_clickhouse_url(),
+        &prefix,
+        &database,
+    ))
+    .await;
 
     let now = SystemTime::now();
     let events = town_events(now);
-    let mut client = IngestServiceClient::connect(ingest.endpoint()).await.unwrap();
-    let mut request = tonic::Request::new(IngestRequest { events: events.clone() });
-    request.metadata_mut().insert("x-api-key", FULL_KEY.parse().unwrap());
+    let mut client = IngestServiceClient::connect(ingest.endpoint())
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(IngestRequest {
+        events: events.clone(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-api-key", FULL_KEY.parse().unwrap());
     let response = client.ingest(request).await.unwrap().into_inner();
     assert_eq!(response.accepted as usize, events.len(), "{response:?}");
 
@@ -403,7 +491,10 @@ async fn every_panel_query_runs_on_clickhouse_with_pipeline_data() {
     .await;
 
     let epoch = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let range = TimeRange { from: epoch(now) - 6 * 3600, to: epoch(now) + 3600 };
+    let range = TimeRange {
+        from: epoch(now) - 6 * 3600,
+        to: epoch(now) + 3600,
+    };
     let mut ran = 0;
     for (file, dashboard) in dashboards() {
         // Each variable: first "All", then the first value its own query returns.
@@ -414,12 +505,20 @@ async fn every_panel_query_runs_on_clickhouse_with_pipeline_data() {
             let sql = expand(variable["query"].as_str().unwrap(), &picked, &range);
             let result = clickhouse_json(&ch, &sql).await;
             let first = result["data"][0][0].as_str().map(str::to_string);
-            let first = first.unwrap_or_else(|| panic!("{file}: variable {name} has no values:\n{sql}"));
+            let first =
+                first.unwrap_or_else(|| panic!("{file}: variable {name} has no values:\n{sql}"));
             if name == "tenant" {
                 assert_eq!(first, TENANT);
             }
             let includes_all = variable["includeAll"].as_bool().unwrap_or(false);
-            all.insert(name.clone(), if includes_all { None } else { Some(vec![first.clone()]) });
+            all.insert(
+                name.clone(),
+                if includes_all {
+                    None
+                } else {
+                    Some(vec![first.clone()])
+                },
+            );
             picked.insert(name, Some(vec![first]));
         }
         for panel in panels(&dashboard) {
@@ -436,7 +535,12 @@ async fn every_panel_query_runs_on_clickhouse_with_pipeline_data() {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|m| (m["name"].as_str().unwrap().to_string(), m["type"].as_str().unwrap().to_string()))
+                    .map(|m| {
+                        (
+                            m["name"].as_str().unwrap().to_string(),
+                            m["type"].as_str().unwrap().to_string(),
+                        )
+                    })
                     .collect();
                 check_columns(&file, title, kind, &meta);
                 assert!(
@@ -451,9 +555,16 @@ async fn every_panel_query_runs_on_clickhouse_with_pipeline_data() {
 
     // Prometheus panels: every metric they read is one the services export.
     // Consumer lag comes from librdkafka's statistics, reported every 5 s.
-    eventually(Duration::from_secs(30), "the sink to report consumer lag", || async {
-        sink.admin_get("/metrics").await.1.contains("citybrain_sink_consumer_lag_messages{")
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the sink to report consumer lag",
+        || async {
+            sink.admin_get("/metrics")
+                .await
+                .1
+                .contains("citybrain_sink_consumer_lag_messages{")
+        },
+    )
     .await;
     let (_, ingest_metrics) = ingest.admin_get("/metrics").await;
     let (_, sink_metrics) = sink.admin_get("/metrics").await;
@@ -485,7 +596,10 @@ async fn every_panel_query_runs_on_clickhouse_with_pipeline_data() {
 
     sink.shutdown().await.unwrap();
     ingest.shutdown().await.unwrap();
-    let _ = ch.query(&format!("DROP DATABASE IF EXISTS {database}")).execute().await;
+    let _ = ch
+        .query(&format!("DROP DATABASE IF EXISTS {database}"))
+        .execute()
+        .await;
 }
 
 fn metric_names(expr: &str) -> BTreeSet<String> {

@@ -27,7 +27,9 @@ pub fn init_tracing(json: bool) {
 }
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
-/// `buckets` sets explicit histogram buckets by metric-name suffix.
+/// `buckets` sets explicit histogram buckets by metric-name suffix. The first
+/// call in a process fixes them (a service owns its process; tests that run
+/// several services in one process install the union first).
 pub fn install_prometheus(buckets: &[(&str, &[f64])]) -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
