@@ -9,7 +9,9 @@ For every rule expression in alerts.yml:
 - each label value matched (`label="v"`, `label=~"a|b"`) appears as a string
   literal in the service's source (or the proto crate, for kinds);
 - every payload kind of proto/src/feed.rs is watched by exactly one
-  feed-silence rule.
+  feed-silence rule;
+- every alert's runbook annotation names a `### Alert` section of
+  deploy/README.md.
 Exits 1 with one line per problem. Needs PyYAML.
 """
 import pathlib
@@ -94,6 +96,12 @@ def main():
             for label in filter(None, (l.strip() for l in clause.split(","))):
                 if label not in allowed:
                     problems.append(f"{name}: groups by {label!r}, which none of its metrics carries")
+    guide = (ROOT / "deploy/README.md").read_text()
+    sections = {h.lower() for h in re.findall(r"^### (\S+)\s*$", guide, re.M)}
+    for rule in rules:
+        runbook = rule.get("annotations", {}).get("runbook", "")
+        if "alert" in rule and runbook.partition("#")[2] not in sections:
+            problems.append(f"{rule['alert']}: runbook {runbook!r} has no section in deploy/README.md")
     for kind in sorted(kinds()):
         owners = watched.get(kind, [])
         if len(owners) != 1:
