@@ -13,19 +13,25 @@ TEST_ENV := STACK_DIR=$(CURDIR)/.stack/test KAFKA_PORT=29092 BROKER_STORAGE=memo
             CLICKHOUSE_HTTP_PORT=28123 CLICKHOUSE_TCP_PORT=29000
 export CITYBRAIN_CACHE ?= $(HOME)/.cache/citybrain
 
-.PHONY: run test check lint unit stack-up stack-down stack-status test-stack-down install bench
+.PHONY: run test deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench
 
 ## Install what is missing, start the stack and the services, feed them.
 run:
 	@bash deploy/local/run.sh
 
-## Every test: formatting, lints, unit tests and the end-to-end suites
-## against a real broker and ClickHouse started here.
-test: lint
+## Every test: formatting, lints, deployment checks, unit tests and the
+## end-to-end suites against a real broker and ClickHouse started here.
+test: lint deploy-check
 	@$(TEST_ENV) bash $(STACK) up
 	$(TEST_ENV) CITYBRAIN_KAFKA_BROKERS=127.0.0.1:29092 \
 	  CITYBRAIN_CLICKHOUSE_URL=http://127.0.0.1:28123 \
 	  cargo test --workspace --locked
+
+## Alert rules (promtool), compose file and Kubernetes manifests.
+deploy-check:
+	bash deploy/prometheus/check.sh
+	bash deploy/compose/check.sh
+	python3 deploy/k8s/check.py
 
 lint:
 	cargo fmt --all --check

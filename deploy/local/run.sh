@@ -35,7 +35,8 @@ stop_services() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   say "services stopped; the stack is still up (make stack-down stops it)"
 }
-trap stop_services INT TERM EXIT
+trap 'stop_services; exit 0' INT TERM
+trap stop_services EXIT
 
 start_service() {
   local name="$1"; shift
