@@ -15,10 +15,10 @@ pub mod samples;
 pub mod service;
 pub mod validate;
 
-use citybrain_keys::KeyStore;
 use crate::config::IngestConfig;
 use crate::producer::EventProducer;
 use crate::service::IngestHandler;
+use citybrain_keys::KeyStore;
 use citybrain_proto::ingest::v1::ingest_service_server::IngestServiceServer;
 use citybrain_telemetry::Readiness;
 use std::future::Future;

@@ -6,12 +6,12 @@
 //! acknowledged by Kafka. All events of a batch are produced concurrently and
 //! the call returns once Kafka answered for every one of them.
 
-use citybrain_keys::{API_KEY_HEADER, KeyStore, Principal};
 use crate::config::BatchLimits;
 use crate::error::IngestError;
 use crate::metrics;
 use crate::producer::{EventProducer, ProduceError};
 use crate::validate::{self, Limits, Rejection};
+use citybrain_keys::{API_KEY_HEADER, KeyStore, Principal};
 use citybrain_proto::events::v1::{Event, IngestedEvent};
 use citybrain_proto::feed::{Kind, SCHEMA_VERSION, headers};
 use citybrain_proto::ingest::v1::{
