@@ -14,8 +14,8 @@ use crate::query::percentile;
 use crate::workload::{API_KEY, restamp};
 use citybrain_proto::events::v1::{Event, event::Payload};
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 
@@ -93,14 +93,15 @@ pub async fn run_level(
 
     // Markers: one every 250 ms, vehicle k at offset 100 + 200k ms in each
     // second, so one vehicle's markers fall in distinct whole seconds.
+    let pending: Pending = Arc::new(Mutex::new(vec![VecDeque::new(); MARKERS]));
     let marker_task = {
         let client = clients[0].clone();
+        let pending = pending.clone();
         tokio::spawn(async move {
-            let mut sent: Vec<VecDeque<(i64, i64)>> = vec![VecDeque::new(); MARKERS];
             let mut count = 0;
             let mut second = now_ms() / 1000 + 1;
             while started.elapsed() < duration {
-                for (k, queue) in sent.iter_mut().enumerate() {
+                for k in 0..MARKERS {
                     let due = second * 1000 + 100 + 200 * k as i64;
                     let wait = due - now_ms();
                     if wait > 0 {
@@ -109,18 +110,19 @@ pub async fn run_level(
                     let at = SystemTime::now();
                     let event_ms = now_ms();
                     let event = marker(&marker_template, k, at);
+                    pending.lock().expect("marker lock")[k].push_back((event_ms / 1000, event_ms));
                     let client = client.clone();
                     // Sent on its own so a marker never waits behind a batch
                     // in the client; it shares ingest and Kafka with the load.
                     tokio::spawn(async move { client.send(vec![event]).await });
-                    queue.push_back((event_ms / 1000, event_ms));
                     count += 1;
                 }
                 second += 1;
             }
-            (sent, count)
+            count
         })
     };
+    let poller = tokio::spawn(poll_markers(query_port, pending.clone()));
 
     // The load: catch up to rate × elapsed every tick, in calls of ≤ 1000.
     let mut offered = 0u64;
@@ -160,39 +162,8 @@ pub async fn run_level(
     let sending = started.elapsed().as_secs_f64();
     while calls.join_next().await.is_some() {}
     let acked_in = started.elapsed().as_secs_f64();
-    let (mut pending, markers_sent) = marker_task.await?;
-
-    // Poll until every marker is visible or 30 s after the load stopped.
-    let mut latencies = Vec::new();
-    let mut unseen = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = crate::http::get(query_port, "/v1/live/vehicles", API_KEY).await?;
-        let arrived = now_ms();
-        if status == 200 {
-            for (k, newest) in marker_seconds(&body)? {
-                let queue = &mut pending[k];
-                while queue.front().is_some_and(|(second, _)| *second <= newest) {
-                    let (_, event_ms) = queue.pop_front().expect("checked");
-                    latencies.push((arrived - event_ms) as f64);
-                }
-            }
-        }
-        if pending.iter().all(VecDeque::is_empty) {
-            break;
-        }
-        if Instant::now() > deadline {
-            // Never seen: count them at what they have waited so far (a
-            // lower bound), so they weigh on p99 instead of vanishing.
-            let now = now_ms();
-            for queue in &mut pending {
-                unseen += queue.len();
-                latencies.extend(queue.drain(..).map(|(_, event_ms)| (now - event_ms) as f64));
-            }
-            break;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    let markers_sent = marker_task.await?;
+    let (mut latencies, unseen) = poller.await??;
     let accepted = accepted.load(Ordering::Relaxed);
     let sink_after = sink_freshness(sink_admin_port).await;
     let during: Vec<(f64, f64)> = sink_after
@@ -219,6 +190,58 @@ pub async fn run_level(
         p99_ms: percentile(&mut latencies, 0.99),
         max_ms: percentile(&mut latencies, 1.0),
     })
+}
+
+type Pending = Arc<Mutex<Vec<VecDeque<(i64, i64)>>>>;
+
+/// Polls the live vehicles while markers are being sent, until every marker
+/// was seen, or 30 s after the last one; (latencies ms, markers never seen).
+async fn poll_markers(query_port: u16, pending: Pending) -> anyhow::Result<(Vec<f64>, usize)> {
+    let mut latencies = Vec::new();
+    let mut quiet_since: Option<Instant> = None;
+    let mut last_count = 0;
+    loop {
+        let (status, body) = crate::http::get(query_port, "/v1/live/vehicles", API_KEY).await?;
+        let arrived = now_ms();
+        let seen = if status == 200 {
+            marker_seconds(&body)?
+        } else {
+            Vec::new()
+        };
+        let waiting = {
+            let mut queues = pending.lock().expect("marker lock");
+            for (k, newest) in seen {
+                let queue = &mut queues[k];
+                while queue.front().is_some_and(|(second, _)| *second <= newest) {
+                    let (_, event_ms) = queue.pop_front().expect("checked");
+                    latencies.push((arrived - event_ms) as f64);
+                }
+            }
+            queues.iter().map(VecDeque::len).sum::<usize>()
+        };
+        // Done once nothing is pending and no marker has been added for
+        // 2 s (the sender has stopped).
+        let sent = latencies.len() + waiting;
+        if sent != last_count {
+            last_count = sent;
+            quiet_since = Some(Instant::now());
+        }
+        let quiet = quiet_since.map_or(Duration::ZERO, |t| t.elapsed());
+        if waiting == 0 && sent > 0 && quiet > Duration::from_secs(2) {
+            return Ok((latencies, 0));
+        }
+        if quiet > Duration::from_secs(30) {
+            // Never seen: count them at what they have waited so far (a
+            // lower bound), so they weigh on p99 instead of vanishing.
+            let now = now_ms();
+            let mut queues = pending.lock().expect("marker lock");
+            for queue in queues.iter_mut() {
+                latencies.extend(queue.drain(..).map(|(_, event_ms)| (now - event_ms) as f64));
+            }
+            return Ok((latencies, waiting));
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// (marker index, newest observed second) for each marker vehicle in a
