@@ -15,6 +15,7 @@ bash deploy/local/clickhouse.sh start
 say "building the benchmark runner and the services (release)"
 cargo build --release --locked -p citybrain-bench -p citybrain-ingest -p citybrain-sink -p citybrain-query
 say "running the benchmarks (about 5-10 minutes)"
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
 CITYBRAIN_CLICKHOUSE_URL="http://127.0.0.1:$CLICKHOUSE_HTTP_PORT" TANSU_BIN="$TANSU_BIN" STACK_DIR="$STACK_DIR" \
-  BENCH_ROOT="$root" target/release/citybrain-bench
+  BENCH_ROOT="$root" BENCH_BIN_DIR="$bin" "$bin/citybrain-bench"
 say "done in $((SECONDS - started)) s: BENCHMARKS.md, BENCHMARKS.json"
