@@ -41,6 +41,10 @@ lint:
 unit:
 	cargo test --workspace --lib --bins --locked
 
+## Benchmarks against the machine's limits: writes BENCHMARKS.md and BENCHMARKS.json.
+bench:
+	@bash services/bench/bench.sh
+
 install:
 	@bash deploy/local/install.sh
 
