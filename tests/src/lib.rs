@@ -461,7 +461,9 @@ pub struct RunningSink {
 
 impl RunningSink {
     pub async fn start(config: citybrain_sink::config::SinkConfig) -> Self {
-        let admin = TcpListener::bind(config.admin_addr).await.expect("bind admin");
+        let admin = TcpListener::bind(config.admin_addr)
+            .await
+            .expect("bind admin");
         let admin_addr = admin.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(citybrain_sink::serve(config, admin, async {
