@@ -29,6 +29,8 @@ pub struct SinkContext {
     /// Tells this instance's log lines from another's in the same group.
     instance: String,
     notes: Mutex<Vec<RebalanceNote>>,
+    /// Consumer lag per partition from the latest statistics.
+    lag: Mutex<std::collections::HashMap<PartitionId, i64>>,
 }
 
 impl SinkContext {
@@ -36,12 +38,18 @@ impl SinkContext {
         Self {
             instance,
             notes: Mutex::default(),
+            lag: Mutex::default(),
         }
     }
 
     /// This consumer's client id, e.g. `citybrain-sink-3f9a1c2e`.
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// The consumer lag librdkafka last reported for `partition`.
+    pub fn lag(&self, partition: &PartitionId) -> Option<i64> {
+        self.lag.lock().expect("lag lock").get(partition).copied()
     }
 
     /// The notes taken since the last call, oldest first.
@@ -69,6 +77,10 @@ impl ClientContext for SinkContext {
                 // -1 means not known yet.
                 if *id >= 0 && partition.consumer_lag >= 0 {
                     metrics::consumer_lag(name, *id, partition.consumer_lag);
+                    self.lag
+                        .lock()
+                        .expect("lag lock")
+                        .insert((name.clone(), *id), partition.consumer_lag);
                 }
             }
         }
@@ -84,16 +96,14 @@ impl ConsumerContext for SinkContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
                 metrics::rebalanced("assign");
                 tracing::info!(partitions = list.count(), instance = %self.instance, "partitions assigned");
-                // Nothing is read from a partition before the pipeline knows
-                // what ClickHouse already holds of it.
-                if let Err(err) = consumer.pause(list) {
-                    tracing::error!(error = %err, "pausing newly assigned partitions failed");
-                }
+                // Not paused here: librdkafka would drop what it already
+                // fetched (see `Pipeline::paused`). The pipeline holds the
+                // messages until it knows what ClickHouse has of them.
                 self.note(RebalanceNote::Assigned(partitions(list)));
             }
             Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance error"),

@@ -18,6 +18,7 @@ pub const CONSUMER_LAG: &str = "citybrain_sink_consumer_lag_messages";
 pub const CLICKHOUSE_UP: &str = "citybrain_sink_clickhouse_up";
 pub const REBALANCES: &str = "citybrain_sink_rebalances_total";
 pub const ASSIGNED_PARTITIONS: &str = "citybrain_sink_assigned_partitions";
+pub const REWINDS: &str = "citybrain_sink_fetch_rewinds_total";
 
 /// Histogram buckets by metric-name suffix.
 pub const BUCKETS: &[(&str, &[f64])] = &[
@@ -99,6 +100,11 @@ pub fn clickhouse_up(up: bool) {
 
 pub fn rebalanced(kind: &'static str) {
     counter!(REBALANCES, "kind" => kind).increment(1);
+}
+
+/// A fetch skipped ahead of the expected offset and was sought back.
+pub fn rewound() {
+    counter!(REWINDS).increment(1);
 }
 
 /// Partitions this instance owns; `instance` is its Kafka client id, so

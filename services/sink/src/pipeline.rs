@@ -37,6 +37,9 @@
 //! crash before any row of a later batch lands may dead-letter it again: the
 //! dead-letter topic is at least once.
 //!
+//! Reading resumes exactly where it must: see [`Pipeline::rewind`] for a
+//! broker that answers a fetch from mid-batch with the next batch.
+//!
 //! Limits, stated plainly: ClickHouse itself crashing in the middle of an
 //! INSERT (after the raw part, before a view's part) is not covered, nor an
 //! instance evicted from the group *during* an INSERT (prevented by keeping
@@ -66,6 +69,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Readiness check name for ClickHouse.
 pub const CLICKHOUSE_CHECK: &str = "clickhouse";
+
+/// A partition with lag that delivered nothing for this long is sought back.
+const STALL_AFTER: Duration = Duration::from_secs(6);
 
 /// At most this many rows per INSERT feed the freshness histogram (evenly
 /// spread), which bounds the exporter's work for large batches.
@@ -130,15 +136,38 @@ pub struct Pipeline {
     active: HashMap<PartitionId, PartitionState>,
     /// Assigned partitions, paused until their lineage is read.
     awaiting_lineage: BTreeSet<PartitionId>,
-    /// Messages that arrived for a partition still awaiting its lineage.
-    held: Vec<OwnedMessage>,
     batch: Batch,
     /// The offsets committed so far, per partition still assigned.
     committed: HashMap<PartitionId, i64>,
     /// A flush failed: what it wrote is unknown until the lineage is re-read.
     recheck: bool,
-    /// Every active partition is paused (outage, full batch or shutdown).
-    paused_all: bool,
+    /// Reading should stop for now (outage, full batch or shutdown).
+    hold: bool,
+    /// Partitions this instance paused.
+    ///
+    /// A partition is only ever paused after this instance received a
+    /// message from it since its assignment. librdkafka resumes a paused
+    /// partition from the last message the application received, but one
+    /// paused before that drops what it had fetched without rewinding (seen
+    /// here as lost messages right after assignments). Until then its
+    /// messages are taken (or held while its lineage is read), which bounds
+    /// the extra memory to one fetch per partition.
+    paused: HashSet<PartitionId>,
+    /// Partitions that delivered a message since their assignment.
+    started: HashSet<PartitionId>,
+    /// Per partition, the offset the next message must have: the committed
+    /// offset at assignment, then one past each message taken. Resuming
+    /// seeks there.
+    next: HashMap<PartitionId, i64>,
+    /// Partitions whose messages skipped ahead of `next`, with the current
+    /// backward step (see [`Pipeline::rewind`]); a seek is pending or done.
+    rewinding: HashMap<PartitionId, i64>,
+    /// Seeks to issue: (partition, offset).
+    pending_seeks: Vec<(PartitionId, i64)>,
+    /// When each partition last delivered a message (or was last sought).
+    last_progress: HashMap<PartitionId, Instant>,
+    /// Messages of partitions whose lineage is not read yet.
+    held: Vec<OwnedMessage>,
     retry_at: Option<Instant>,
     backoff: Duration,
 }
@@ -160,11 +189,17 @@ impl Pipeline {
             readiness,
             active: HashMap::new(),
             awaiting_lineage: BTreeSet::new(),
-            held: Vec::new(),
             batch: Batch::default(),
             committed: HashMap::new(),
             recheck: false,
-            paused_all: false,
+            hold: false,
+            paused: HashSet::new(),
+            started: HashSet::new(),
+            next: HashMap::new(),
+            rewinding: HashMap::new(),
+            pending_seeks: Vec::new(),
+            last_progress: HashMap::new(),
+            held: Vec::new(),
             retry_at: None,
             backoff,
         }
@@ -177,6 +212,8 @@ impl Pipeline {
         let mut stop_by: Option<Instant> = None;
         loop {
             self.apply_rebalance_notes();
+            self.check_stalls();
+            self.seek_pending().await;
             let now = Instant::now();
             if self.retry_at.is_none_or(|at| now >= at) {
                 let flush_now = self.batch.is_due(&self.config.batch, now)
@@ -201,7 +238,9 @@ impl Pipeline {
             let hold = stop_by.is_some()
                 || self.retry_at.is_some()
                 || self.batch.is_full(&self.config.batch);
-            self.pause_all(hold);
+            if hold != self.hold {
+                self.hold(hold).await;
+            }
 
             let idle = Instant::now() + Duration::from_millis(500);
             let wake = [
@@ -269,6 +308,8 @@ impl Pipeline {
                     self.held
                         .retain(|m| !revoked.contains(&(m.topic().to_string(), m.partition())));
                     for partition in &revoked {
+                        self.paused.remove(partition);
+                        self.forget_position(partition);
                         self.committed.remove(partition);
                         self.active.remove(partition);
                         self.awaiting_lineage.remove(partition);
@@ -277,6 +318,8 @@ impl Pipeline {
                 RebalanceNote::Assigned(partitions) => {
                     for partition in partitions {
                         self.active.remove(&partition);
+                        self.paused.remove(&partition);
+                        self.forget_position(&partition);
                         self.awaiting_lineage.insert(partition);
                     }
                 }
@@ -306,57 +349,263 @@ impl Pipeline {
             .stored_offsets(&topics)
             .await
             .map_err(RetryLater::Lookup)?;
-        let mut list = TopicPartitionList::new();
+        let awaiting: Vec<PartitionId> = self.awaiting_lineage.iter().cloned().collect();
+        let committed = self.committed_offsets(&awaiting).await;
         for partition in std::mem::take(&mut self.awaiting_lineage) {
             let state = PartitionState::from_lineage(&stored, &partition);
-            tracing::debug!(topic = %partition.0, partition = partition.1, stored = ?state.stored, "partition resumed");
-            list.add_partition(&partition.0, partition.1);
+            let start = committed.get(&partition).copied();
+            tracing::debug!(topic = %partition.0, partition = partition.1, stored = ?state.stored, ?start, "partition ready");
+            if let Some(start) = start {
+                self.next.insert(partition.clone(), start);
+            }
             self.active.insert(partition, state);
-        }
-        if !self.paused_all
-            && let Err(err) = self.consumer.resume(&list)
-        {
-            tracing::error!(error = %err, "resuming partitions failed");
         }
         for message in std::mem::take(&mut self.held) {
             self.accept(&message);
         }
+        self.apply_hold().await;
         Ok(())
     }
 
-    fn pause_all(&mut self, pause: bool) {
-        if pause == self.paused_all {
+    /// The group's committed offsets of `partitions` (absent: none committed
+    /// or not known; the first message then sets the expectation).
+    async fn committed_offsets(&self, partitions: &[PartitionId]) -> HashMap<PartitionId, i64> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            list.add_partition(topic, *partition);
+        }
+        let consumer = self.consumer.clone();
+        let timeout = self.config.clickhouse.insert_timeout;
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.committed_offsets(list, timeout)).await;
+        match committed {
+            Ok(Ok(list)) => list
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(offset) => {
+                        Some(((e.topic().to_string(), e.partition()), offset))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "committed offsets unknown; not checking the first fetch for gaps");
+                HashMap::new()
+            }
+            Err(_) => HashMap::new(),
+        }
+    }
+
+    fn forget_position(&mut self, partition: &PartitionId) {
+        self.started.remove(partition);
+        self.next.remove(partition);
+        self.rewinding.remove(partition);
+        self.last_progress.remove(partition);
+        self.pending_seeks.retain(|(p, _)| p != partition);
+    }
+
+    /// A partition's messages skipped ahead of the offset it must continue
+    /// from. Kafka never does that on these topics (no compaction, no
+    /// transactions), but a broker may answer a fetch from the middle of a
+    /// record batch with the *next* batch (Tansu 0.6 does), which would lose
+    /// the rest of the batch. Seek back by a doubling step until the batch
+    /// holding `want` is delivered; what is re-read is skipped.
+    fn rewind(&mut self, partition: PartitionId, want: i64, got: i64) {
+        if self.pending_seeks.iter().any(|(p, _)| *p == partition) {
+            return;
+        }
+        let step = self.rewinding.get(&partition).map_or(1, |step| step * 2);
+        self.last_progress.insert(partition.clone(), Instant::now());
+        let target = (want - step).max(0);
+        tracing::info!(topic = %partition.0, partition = partition.1, want, got, target, "fetch skipped ahead; seeking back");
+        metrics::rewound();
+        self.rewinding.insert(partition.clone(), step);
+        self.pending_seeks.push((partition, target));
+    }
+
+    /// A partition with messages waiting (lag > 0) that delivered nothing
+    /// for a while may sit behind a skipped record batch that no later
+    /// message reveals: seek back as for a skip.
+    fn check_stalls(&mut self) {
+        if self.hold {
+            return;
+        }
+        let now = Instant::now();
+        let stalled: Vec<(PartitionId, i64)> = self
+            .active
+            .keys()
+            .filter(|p| !self.paused.contains(*p))
+            .filter(|p| self.consumer.context().lag(p).is_some_and(|lag| lag > 0))
+            .filter(|p| {
+                self.last_progress
+                    .get(*p)
+                    .is_none_or(|at| now.duration_since(*at) > STALL_AFTER)
+            })
+            .filter_map(|p| self.next.get(p).map(|want| (p.clone(), *want)))
+            .collect();
+        for (partition, want) in stalled {
+            self.rewind(partition, want, want);
+        }
+    }
+
+    /// Issues the seeks `rewind` asked for.
+    async fn seek_pending(&mut self) {
+        if self.pending_seeks.is_empty() {
             return;
         }
         let mut list = TopicPartitionList::new();
-        for (topic, partition) in self.active.keys() {
-            list.add_partition(topic, *partition);
+        for ((topic, partition), offset) in &self.pending_seeks {
+            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
         }
-        let result = if pause {
-            self.consumer.pause(&list)
-        } else {
-            self.consumer.resume(&list)
-        };
+        let consumer = self.consumer.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            consumer.seek_partitions(list, Duration::from_secs(5))
+        })
+        .await;
         match result {
-            Ok(()) => self.paused_all = pause,
-            Err(err) => {
-                tracing::error!(error = %err, pause, "pausing or resuming consumption failed")
+            Ok(Ok(list)) => {
+                let failed: HashSet<PartitionId> = list
+                    .elements()
+                    .iter()
+                    .filter(|e| e.error().is_err())
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                // Failed seeks are asked for again by the next skipped message.
+                self.pending_seeks.clear();
+                for partition in failed {
+                    tracing::warn!(topic = %partition.0, partition = partition.1, "seek failed");
+                }
             }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "seek failed");
+                self.pending_seeks.clear();
+            }
+            Err(_) => self.pending_seeks.clear(),
+        }
+    }
+
+    /// Sets whether reading should stop, and pauses or resumes accordingly.
+    async fn hold(&mut self, hold: bool) {
+        self.hold = hold;
+        self.apply_hold().await;
+    }
+
+    fn wants_pause(&self, partition: &PartitionId) -> bool {
+        self.hold
+            || (self.awaiting_lineage.contains(partition)
+                && self.held.len() >= self.config.batch.max_rows)
+    }
+
+    /// Pauses the partitions that should not be read and safely can be
+    /// (those that delivered a message since their assignment).
+    fn pause_what_waits(&mut self) {
+        let mut list = TopicPartitionList::new();
+        for partition in &self.started {
+            if self.wants_pause(partition) && !self.paused.contains(partition) {
+                list.add_partition(&partition.0, partition.1);
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        match self.consumer.pause(&list) {
+            Ok(()) => self.paused.extend(ids(&list)),
+            Err(err) => tracing::error!(error = %err, "pausing partitions failed"),
+        }
+    }
+
+    /// Pauses what waits and resumes the rest, each resumed partition
+    /// sought first to the message after the last one taken.
+    async fn apply_hold(&mut self) {
+        self.pause_what_waits();
+        let mut list = TopicPartitionList::new();
+        for partition in &self.paused {
+            if !self.wants_pause(partition)
+                && let Some(next) = self.next.get(partition)
+            {
+                let _ = list.add_partition_offset(&partition.0, partition.1, Offset::Offset(*next));
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        let consumer = self.consumer.clone();
+        let seek = list.clone();
+        let sought = tokio::task::spawn_blocking(move || {
+            consumer.seek_partitions(seek, Duration::from_secs(5))
+        })
+        .await
+        .map_err(|err| err.to_string())
+        .and_then(|result| result.map_err(|err| err.to_string()));
+        match sought {
+            Ok(results) => {
+                // Resume only what was sought; the rest is retried next time.
+                let mut resume = TopicPartitionList::new();
+                for element in results.elements() {
+                    if element.error().is_ok() {
+                        resume.add_partition(element.topic(), element.partition());
+                    } else {
+                        tracing::warn!(topic = element.topic(), partition = element.partition(), error = ?element.error(), "seek failed; staying paused");
+                    }
+                }
+                match self.consumer.resume(&resume) {
+                    Ok(()) => {
+                        for id in ids(&resume) {
+                            self.paused.remove(&id);
+                        }
+                    }
+                    Err(err) => tracing::error!(error = %err, "resuming partitions failed"),
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "seeking partitions failed; staying paused"),
         }
     }
 
     /// Takes one message into the batch: a row, a dead letter, or nothing
     /// when ClickHouse already holds it.
     fn accept<M: Message + Detach>(&mut self, message: &M) {
+        // The `recv()` that returned this message may have run a rebalance
+        // hook first (an assignment, and already a fetch from it): act on
+        // the notes before deciding whose message this is, or a message of
+        // a just-assigned partition would be taken for a stranger's and lost.
+        self.apply_rebalance_notes();
         let id = (message.topic().to_string(), message.partition());
-        let Some(state) = self.active.get(&id) else {
-            if self.awaiting_lineage.contains(&id) {
-                self.held.push(message.to_owned_message());
+        let offset = message.offset();
+        if self.awaiting_lineage.contains(&id) {
+            // Held, not paused: pausing and resuming costs a seek (see
+            // `rewind`). Only when the lineage lookup keeps failing and the
+            // held messages pile up are the partitions paused.
+            self.held.push(message.detach());
+            self.started.insert(id);
+            if self.held.len() >= self.config.batch.max_rows {
+                self.pause_what_waits();
             }
-            // Otherwise it is from a partition no longer ours.
+            return;
+        }
+        if !self.active.contains_key(&id) {
+            // From a partition no longer ours.
+            return;
+        }
+        if let Some(&want) = self.next.get(&id) {
+            if offset < want {
+                // Re-read after seeking back: taken already.
+                return;
+            }
+            if offset > want {
+                self.rewind(id, want, offset);
+                return;
+            }
+        }
+        self.rewinding.remove(&id);
+        self.last_progress.insert(id.clone(), Instant::now());
+        self.next.insert(id.clone(), offset + 1);
+        if self.started.insert(id.clone()) && self.hold {
+            self.pause_what_waits();
+        }
+        let Some(state) = self.active.get(&id) else {
             return;
         };
-        let offset = message.offset();
         let lineage = Lineage {
             topic: id.0.clone(),
             partition: id.1,
@@ -503,6 +752,7 @@ impl Pipeline {
             }
         }
         let list = self.commit_list(self.batch.commit_offsets.keys());
+        tracing::debug!(offsets = ?self.batch.commit_offsets, "committing");
         if list.count() > 0
             && let Err(err) = self.consumer.commit(&list, CommitMode::Async)
         {
@@ -547,19 +797,26 @@ impl Pipeline {
 
 /// Copies a message out of librdkafka's buffer.
 pub trait Detach {
-    fn to_owned_message(&self) -> OwnedMessage;
+    fn detach(&self) -> OwnedMessage;
 }
 
 impl Detach for rdkafka::message::BorrowedMessage<'_> {
-    fn to_owned_message(&self) -> OwnedMessage {
-        self.detach()
+    fn detach(&self) -> OwnedMessage {
+        rdkafka::message::BorrowedMessage::detach(self)
     }
 }
 
 impl Detach for OwnedMessage {
-    fn to_owned_message(&self) -> OwnedMessage {
+    fn detach(&self) -> OwnedMessage {
         self.clone()
     }
+}
+
+fn ids(list: &TopicPartitionList) -> Vec<PartitionId> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
 }
 
 /// Drops rows whose event id is already stored or earlier in the batch: the

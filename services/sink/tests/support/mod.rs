@@ -126,7 +126,10 @@ impl SinkProcess {
                 "CITYBRAIN_SINK_BACKOFF_MAX_MS",
                 config.backoff.max.as_millis().to_string(),
             )
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("SINK_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
