@@ -44,6 +44,10 @@ pub struct KafkaConfig {
     /// `CITYBRAIN_SINK_DEAD_LETTER_TOPIC`: where poison messages go (without
     /// the prefix).
     pub dead_letter_topic: String,
+    /// `CITYBRAIN_KAFKA_OPTIONS`: extra librdkafka settings for the consumer,
+    /// applied last, as comma-separated `key=value` pairs (TLS, SASL, fetch
+    /// tuning), as in ingest.
+    pub librdkafka_options: Vec<(String, String)>,
 }
 
 /// Where rows go.
@@ -128,6 +132,7 @@ impl SinkConfig {
                 session_timeout: Duration::from_millis(6000),
                 max_poll_interval: Duration::from_millis(7000),
                 dead_letter_topic: crate::dead_letter::TOPIC.into(),
+                librdkafka_options: Vec::new(),
             },
             clickhouse: ClickHouseConfig {
                 url: clickhouse_url.into(),
@@ -189,6 +194,7 @@ impl SinkConfig {
                     "CITYBRAIN_SINK_DEAD_LETTER_TOPIC",
                     crate::dead_letter::TOPIC,
                 ),
+                librdkafka_options: env::key_values("CITYBRAIN_KAFKA_OPTIONS")?,
             },
             clickhouse: ClickHouseConfig {
                 url: env::string_or("CITYBRAIN_CLICKHOUSE_URL", &defaults.clickhouse.url),

@@ -129,7 +129,8 @@ pub fn subscribe(
         "citybrain-sink-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let consumer: StreamConsumer<SinkContext> = ClientConfig::new()
+    let mut client_config = ClientConfig::new();
+    client_config
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.group_id)
         .set("client.id", &instance)
@@ -151,8 +152,12 @@ pub fn subscribe(
             "max.poll.interval.ms",
             config.max_poll_interval.as_millis().to_string(),
         )
-        .set("statistics.interval.ms", "5000")
-        .create_with_context(SinkContext::new(instance))?;
+        .set("statistics.interval.ms", "5000");
+    for (key, value) in &config.librdkafka_options {
+        client_config.set(key, value);
+    }
+    let consumer: StreamConsumer<SinkContext> =
+        client_config.create_with_context(SinkContext::new(instance))?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names)?;
     Ok(consumer)
