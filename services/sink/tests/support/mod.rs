@@ -38,64 +38,8 @@ pub fn fresh_database() -> String {
     )
 }
 
-/// A sink configuration for tests: short group timeouts, small batches,
-/// quick retries, admin on port 0.
-pub fn sink_config(
-    brokers: &str,
-    clickhouse_url: &str,
-    prefix: &str,
-    database: &str,
-) -> SinkConfig {
-    let mut config = SinkConfig::new(brokers, clickhouse_url);
-    config.admin_addr = ([127, 0, 0, 1], 0).into();
-    config.kafka.topic_prefix = prefix.to_string();
-    config.kafka.group_id = format!("{prefix}sink");
-    config.clickhouse.database = database.to_string();
-    config.clickhouse.insert_timeout = Duration::from_secs(3);
-    config.batch.max_age = Duration::from_millis(200);
-    config.batch.max_rows = 5_000;
-    config.backoff.initial = Duration::from_millis(100);
-    config.backoff.max = Duration::from_secs(1);
-    config
-}
-
-/// The sink running in this process.
-pub struct RunningSink {
-    pub admin_addr: std::net::SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), citybrain_sink::ServeError>>,
-}
-
-impl RunningSink {
-    pub async fn start(config: SinkConfig) -> Self {
-        citybrain_telemetry::init_tracing(false);
-        let admin = TcpListener::bind(config.admin_addr)
-            .await
-            .expect("bind admin");
-        let admin_addr = admin.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(citybrain_sink::serve(config, admin, async {
-            let _ = stopped.await;
-        }));
-        Self {
-            admin_addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    pub async fn admin_get(&self, path: &str) -> (u16, String) {
-        citybrain_tests::http_get(self.admin_addr, path).await
-    }
-
-    /// Stops gracefully (flush and commit) and returns how `serve` ended.
-    pub async fn shutdown(mut self) -> Result<(), citybrain_sink::ServeError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task).await.expect("sink task panicked")
-    }
-}
+/// The in-process sink and its test configuration are the shared harness's.
+pub use citybrain_tests::{RunningSink, sink_config};
 
 /// The real `citybrain-sink` binary as a child process.
 pub struct SinkProcess {
