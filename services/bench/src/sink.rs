@@ -6,7 +6,7 @@
 use crate::workload::Record;
 use citybrain_proto::feed::{Kind, SCHEMA_VERSION};
 use citybrain_sink::batch::TableRow;
-use citybrain_sink::rows::{self, Lineage, RawRow};
+use citybrain_sink::rows::{self, Lineage};
 use clickhouse::Client;
 use std::time::{Duration, Instant};
 
@@ -82,38 +82,6 @@ pub async fn wait_for_rows(
     }
 }
 
-/// Rows per raw table.
-#[derive(Default)]
-struct Tables {
-    connector_status: Vec<rows::ConnectorStatusRow>,
-    meter_sample: Vec<rows::MeterSampleRow>,
-    charging_session: Vec<rows::ChargingSessionRow>,
-    parking_site_counts: Vec<rows::ParkingSiteCountsRow>,
-    parking_spot_status: Vec<rows::ParkingSpotStatusRow>,
-    vehicle_position: Vec<rows::VehiclePositionRow>,
-    patrol_check_in: Vec<rows::PatrolCheckInRow>,
-    bin_reading: Vec<rows::BinReadingRow>,
-    waste_collection: Vec<rows::WasteCollectionRow>,
-    service_request: Vec<rows::ServiceRequestRow>,
-}
-
-impl Tables {
-    fn push(&mut self, row: RawRow) {
-        match row {
-            RawRow::ConnectorStatus(r) => self.connector_status.push(r),
-            RawRow::MeterSample(r) => self.meter_sample.push(r),
-            RawRow::ChargingSession(r) => self.charging_session.push(r),
-            RawRow::ParkingSiteCounts(r) => self.parking_site_counts.push(r),
-            RawRow::ParkingSpotStatus(r) => self.parking_spot_status.push(r),
-            RawRow::VehiclePosition(r) => self.vehicle_position.push(r),
-            RawRow::PatrolCheckIn(r) => self.patrol_check_in.push(r),
-            RawRow::BinReading(r) => self.bin_reading.push(r),
-            RawRow::WasteCollection(r) => self.waste_collection.push(r),
-            RawRow::ServiceRequest(r) => self.service_request.push(r),
-        }
-    }
-}
-
 /// The ceiling: decodes `records` into the sink's own row types (not timed),
 /// then inserts them in batches of `batch_rows` events, one INSERT per raw
 /// table per batch as the sink does, one after another.
@@ -125,7 +93,7 @@ pub async fn direct_insert(
 ) -> anyhow::Result<crate::ingest::Throughput> {
     let mut batches = Vec::new();
     for (chunk_no, chunk) in records.chunks(batch_rows).enumerate() {
-        let mut tables = Tables::default();
+        let mut tables = citybrain_sink::batch::Tables::default();
         for (i, record) in chunk.iter().enumerate() {
             let lineage = Lineage {
                 topic: format!("ceiling.{}", record.feed.topic()),

@@ -132,7 +132,8 @@ impl_table_row!(
 );
 
 impl Tables {
-    fn push(&mut self, row: RawRow) {
+    /// Files a decoded row under its kind's table.
+    pub fn push(&mut self, row: RawRow) {
         match row {
             RawRow::ConnectorStatus(r) => self.connector_status.push(r),
             RawRow::MeterSample(r) => self.meter_sample.push(r),
