@@ -488,3 +488,66 @@ impl RunningSink {
         (&mut self.task).await.expect("sink task panicked")
     }
 }
+
+/// Creates every feed topic and the sink's dead-letter topic under `prefix`:
+/// what a whole ingest → Kafka → sink pipeline needs.
+pub async fn create_pipeline_topics(brokers: &str, prefix: &str, partitions: i32) {
+    create_feed_topics(brokers, prefix, partitions).await;
+    create_topics(
+        brokers,
+        &[format!("{prefix}{}", citybrain_sink::dead_letter::TOPIC)],
+        1,
+    )
+    .await;
+}
+
+/// Sends `events` through `ingest` with API key `key`, in calls of at most
+/// 500, until every one is accepted: events answered RETRYABLE (or a call
+/// answered UNAVAILABLE) are sent again with the same ids, as a vendor must.
+/// Panics on any rejection, so callers need their events' ids set.
+pub async fn ingest_all(
+    ingest: &RunningIngest,
+    key: &str,
+    events: Vec<citybrain_proto::events::v1::Event>,
+) {
+    use citybrain_proto::ingest::v1::{
+        IngestRequest, Outcome, ingest_service_client::IngestServiceClient,
+    };
+    let mut client = IngestServiceClient::connect(ingest.endpoint())
+        .await
+        .expect("connect ingest");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for chunk in events.chunks(500) {
+        let mut pending = chunk.to_vec();
+        while !pending.is_empty() {
+            assert!(Instant::now() < deadline, "ingest kept answering RETRYABLE");
+            let mut request = tonic::Request::new(IngestRequest {
+                events: pending.clone(),
+            });
+            request
+                .metadata_mut()
+                .insert("x-api-key", key.parse().expect("key is ASCII"));
+            let retry: Vec<_> = match client.ingest(request).await {
+                Ok(response) => response
+                    .into_inner()
+                    .results
+                    .iter()
+                    .filter_map(|result| match Outcome::try_from(result.outcome) {
+                        Ok(Outcome::Accepted) => None,
+                        Ok(Outcome::Retryable) => Some(pending[result.index as usize].clone()),
+                        _ => panic!(
+                            "ingest did not accept {:?}: {result:?}",
+                            pending[result.index as usize]
+                        ),
+                    })
+                    .collect(),
+                Err(status) if status.code() == tonic::Code::Unavailable => pending.clone(),
+                Err(status) => panic!("ingest call failed: {status}"),
+            };
+            if !retry.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            pending = retry;
+        }
+    }
+}

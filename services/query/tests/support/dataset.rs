@@ -1,11 +1,17 @@
 //! The known data set: what each tenant's devices reported, as plain Rust
-//! values, so tests can compute the expected answers without SQL.
+//! values, so tests can compute the expected answers without SQL, and the
+//! same values as the events that devices send through ingest.
+//!
+//! Times are offsets from [`t0`], a Monday at least a week ago, so that
+//! ingest accepts every event (it refuses events older than 30 days) and
+//! no bucket is still open.
 
-use super::{Db, T0, TENANT_A, TENANT_B};
-use serde_json::json;
+use super::t0;
+use citybrain_proto::events::v1::{self as ev, Event, Location, event::Payload};
+use citybrain_tests::Kind;
 use std::collections::BTreeMap;
 
-/// A connector's status changes: (offset from T0, status).
+/// A connector's status changes: (offset from t0, status).
 pub struct Connector {
     pub device: &'static str,
     pub station: &'static str,
@@ -55,8 +61,8 @@ pub fn status_seconds(
         .filter(|c| site.is_none_or(|s| s == c.site))
     {
         for pair in c.changes.windows(2) {
-            let (mut a, status) = (T0 + pair[0].0, pair[0].1);
-            let b = T0 + pair[1].0;
+            let (mut a, status) = (t0() + pair[0].0, pair[0].1);
+            let b = t0() + pair[1].0;
             while a < b {
                 let start = a - a.rem_euclid(bucket);
                 let end = (start + bucket).min(b);
@@ -95,7 +101,7 @@ pub const LOTS_A: &[Lot] = &[
 pub const LOTS_B: &[Lot] = &[("p1", "v1", 100, &[(0, 100), (60, 100)])];
 
 /// Vehicle tracks: (vehicle, role, route, trip, [odometer], [passengers]),
-/// one position a minute from T0.
+/// one position a minute from t0.
 pub struct Track {
     pub vehicle: &'static str,
     pub role: &'static str,
@@ -143,7 +149,9 @@ pub fn boardings(passengers: &[u32]) -> i64 {
     total
 }
 
-/// Patrol check-ins: (village, team, checkpoint, results, contamination).
+/// Patrol check-ins: (village, team, checkpoint, results, contamination),
+/// one every 5 minutes from t0; the n-th result grades the n-th of
+/// [`CHECKED_CLASSES`].
 pub type CheckIn = (
     &'static str,
     &'static str,
@@ -162,14 +170,14 @@ pub const CHECK_INS_B: &[CheckIn] = &[
     ("v1", "t1", "cpy", &["incorrect"], None),
 ];
 
-/// Bin readings: (bin, village, offset, fill).
+/// Bin readings: (bin, village, offset, fill as a fraction of capacity).
 pub const BINS_A: &[(&str, &str, i64, f64)] = &[
-    ("b1", "v1", 0, 30.0),
-    ("b1", "v1", 600, 85.0),
-    ("b2", "v1", 0, 50.0),
-    ("b3", "v2", 0, 95.0),
+    ("b1", "v1", 0, 0.30),
+    ("b1", "v1", 600, 0.85),
+    ("b2", "v1", 0, 0.50),
+    ("b3", "v2", 0, 0.95),
 ];
-pub const BINS_B: &[(&str, &str, i64, f64)] = &[("b1", "v1", 900, 99.0)];
+pub const BINS_B: &[(&str, &str, i64, f64)] = &[("b1", "v1", 900, 0.99)];
 
 /// Request transitions: (request, department, village, category, offset,
 /// transition, expected_by offset).
@@ -183,48 +191,16 @@ pub type Transition = (
     Option<i64>,
 );
 pub const REQUESTS_A: &[Transition] = &[
-    ("r1", "roads", "v1", "pothole", 0, "created", Some(10_800)),
-    (
-        "r1",
-        "roads",
-        "v1",
-        "pothole",
-        3_600,
-        "assigned",
-        Some(10_800),
-    ),
-    (
-        "r1",
-        "roads",
-        "v1",
-        "pothole",
-        7_200,
-        "resolved",
-        Some(10_800),
-    ),
+    ("r1", "roads", "v1", "road", 0, "created", Some(10_800)),
+    ("r1", "roads", "v1", "road", 3_600, "assigned", Some(10_800)),
+    ("r1", "roads", "v1", "road", 7_200, "resolved", Some(10_800)),
+    ("r2", "roads", "v1", "road", 1_800, "created", Some(16_200)),
+    ("r2", "roads", "v1", "road", 9_000, "assigned", Some(16_200)),
     (
         "r2",
         "roads",
         "v1",
-        "pothole",
-        1_800,
-        "created",
-        Some(16_200),
-    ),
-    (
-        "r2",
-        "roads",
-        "v1",
-        "pothole",
-        9_000,
-        "assigned",
-        Some(16_200),
-    ),
-    (
-        "r2",
-        "roads",
-        "v1",
-        "pothole",
+        "road",
         37_800,
         "resolved",
         Some(16_200),
@@ -233,130 +209,300 @@ pub const REQUESTS_A: &[Transition] = &[
         "r2",
         "roads",
         "v1",
-        "pothole",
+        "road",
         41_800,
         "reopened",
         Some(16_200),
     ),
-    ("r3", "sanitation", "v2", "bins", 600, "created", None),
+    ("r3", "sanitation", "v2", "sanitation", 600, "created", None),
 ];
 pub const REQUESTS_B: &[Transition] = &[
-    ("r1", "roads", "v1", "pothole", 0, "created", Some(60)),
-    ("r7", "roads", "v1", "pothole", 100, "created", Some(60)),
+    ("r1", "roads", "v1", "road", 0, "created", Some(60)),
+    ("r7", "roads", "v1", "road", 100, "created", Some(60)),
 ];
 
-pub async fn load(db: &Db) {
-    for (tenant, connectors, lots, tracks, check_ins, bins, requests) in [
-        (
-            TENANT_A,
-            CONNECTORS_A,
-            LOTS_A,
-            TRACKS_A,
-            CHECK_INS_A,
-            BINS_A,
-            REQUESTS_A,
-        ),
-        (
-            TENANT_B,
-            CONNECTORS_B,
-            LOTS_B,
-            TRACKS_B,
-            CHECK_INS_B,
-            BINS_B,
-            REQUESTS_B,
-        ),
-    ] {
-        let mut rows = Vec::new();
-        let mut sessions = Vec::new();
-        for c in connectors {
-            let mut prev: Option<(i64, &str)> = None;
+/// The waste classes a check-in grades, in the order of its results (a
+/// check-in grades each class at most once).
+pub const CHECKED_CLASSES: [ev::WasteClass; 4] = [
+    ev::WasteClass::Kitchen,
+    ev::WasteClass::Recyclable,
+    ev::WasteClass::Hazardous,
+    ev::WasteClass::Other,
+];
+
+/// One tenant's part of the data set.
+pub struct TenantData {
+    pub connectors: &'static [Connector],
+    pub lots: &'static [Lot],
+    pub tracks: &'static [Track],
+    pub check_ins: &'static [CheckIn],
+    pub bins: &'static [(&'static str, &'static str, i64, f64)],
+    pub requests: &'static [Transition],
+}
+
+pub const DATA_A: TenantData = TenantData {
+    connectors: CONNECTORS_A,
+    lots: LOTS_A,
+    tracks: TRACKS_A,
+    check_ins: CHECK_INS_A,
+    bins: BINS_A,
+    requests: REQUESTS_A,
+};
+
+pub const DATA_B: TenantData = TenantData {
+    connectors: CONNECTORS_B,
+    lots: LOTS_B,
+    tracks: TRACKS_B,
+    check_ins: CHECK_INS_B,
+    bins: BINS_B,
+    requests: REQUESTS_B,
+};
+
+/// The wire value of enum `E` whose stored name is `name` (the sink stores
+/// `CONNECTOR_STATUS_VALUE_CHARGING` as `charging`).
+fn wire<E: Into<i32>>(parse: fn(&str) -> Option<E>, prefix: &str, name: &str) -> i32 {
+    let full = format!("{prefix}{}", name.to_ascii_uppercase());
+    parse(&full)
+        .unwrap_or_else(|| panic!("{full} is not a known enum value"))
+        .into()
+}
+
+fn at(offset: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t0() + offset,
+        nanos: 0,
+    }
+}
+
+fn event(device: &str, offset: i64, location: Option<Location>, payload: Payload) -> Event {
+    Event {
+        // Set here, so that a resend after RETRYABLE is recognised.
+        event_id: uuid::Uuid::new_v4().to_string(),
+        device_id: device.to_string(),
+        observed_at: Some(at(offset)),
+        seq_no: None,
+        location,
+        payload: Some(payload),
+    }
+}
+
+impl TenantData {
+    /// The events the tenant's devices send, each device's in time order.
+    pub fn events(&self) -> Vec<Event> {
+        let mut events = Vec::new();
+        for c in self.connectors {
             for (offset, status) in c.changes {
-                rows.push(json!({
-                    "at": T0 + offset, "device_id": c.device, "station_id": c.station,
-                    "connector_id": 1, "status": status, "site": c.site,
-                    "error_code": if *status == "faulted" { "GroundFailure" } else { "" },
-                    "prev_status": prev.map_or("", |p| p.1),
-                    "prev_observed_at": super::ch_time(prev.map_or(0, |p| T0 + p.0)),
-                }));
-                prev = Some((*offset, status));
+                let error_code = if *status == "faulted" {
+                    ev::ChargePointErrorCode::GroundFailure
+                } else {
+                    ev::ChargePointErrorCode::NoError
+                };
+                events.push(event(
+                    c.device,
+                    *offset,
+                    None,
+                    Payload::ConnectorStatus(ev::ConnectorStatus {
+                        station_id: c.station.into(),
+                        evse_id: 1,
+                        connector_id: 1,
+                        status: wire(
+                            ev::ConnectorStatusValue::from_str_name,
+                            "CONNECTOR_STATUS_VALUE_",
+                            status,
+                        ),
+                        error_code: error_code as i32,
+                        site: c.site.into(),
+                        ..Default::default()
+                    }),
+                ));
             }
             // A session for each charging interval: started, then ended
-            // with energy = charging hours × 10 kWh.
+            // with energy = charging hours × 10 kWh and 8 CNY per hour.
             for pair in c.changes.windows(2).filter(|p| p[0].1 == "charging") {
                 let hours = (pair[1].0 - pair[0].0) as f64 / 3600.0;
-                let base = json!({"device_id": c.device, "station_id": c.station, "connector_id": 1,
-                    "transaction_id": format!("{}-{}", c.device, pair[0].0), "site": c.site});
-                let mut started = base.clone();
-                started["at"] = json!(T0 + pair[0].0);
-                started["phase"] = json!("started");
-                let mut ended = base;
-                ended["at"] = json!(T0 + pair[1].0);
-                ended["phase"] = json!("ended");
-                ended["energy_kwh"] = json!(hours * 10.0);
-                ended["fee_total_cny"] = json!(hours * 8.0);
-                sessions.push(started);
-                sessions.push(ended);
+                let session = ev::ChargingSession {
+                    station_id: c.station.into(),
+                    connector_id: 1,
+                    transaction_id: format!("{}-{}", c.device, pair[0].0),
+                    site: c.site.into(),
+                    ..Default::default()
+                };
+                events.push(event(
+                    c.device,
+                    pair[0].0,
+                    None,
+                    Payload::ChargingSession(ev::ChargingSession {
+                        phase: ev::SessionPhase::Started as i32,
+                        ..session.clone()
+                    }),
+                ));
+                events.push(event(
+                    c.device,
+                    pair[1].0,
+                    None,
+                    Payload::ChargingSession(ev::ChargingSession {
+                        phase: ev::SessionPhase::Ended as i32,
+                        meter_stop_wh: Some(hours * 10_000.0),
+                        energy_kwh: Some(hours * 10.0),
+                        stop_reason: ev::StopReason::EvDisconnected as i32,
+                        fee_total_cny: Some(hours * 8.0),
+                        started_at: Some(at(pair[0].0)),
+                        ..session
+                    }),
+                ));
             }
         }
-        db.insert("raw_connector_status", tenant, &rows).await;
-        db.insert("raw_charging_session", tenant, &sessions).await;
-
-        let rows: Vec<_> = lots
-            .iter()
-            .flat_map(|(lot, village, total, reports)| {
-                reports.iter().map(move |(offset, occupied)| {
-                    json!({"at": T0 + offset, "site_id": lot, "village": village, "total_spots": total,
-                        "occupied": occupied, "available": total - occupied, "status": "open", "period_s": 60})
-                })
-            })
-            .collect();
-        db.insert("raw_parking_site_counts", tenant, &rows).await;
-
-        let mut rows = Vec::new();
-        for t in tracks {
+        for (lot, village, total, reports) in self.lots {
+            for (offset, occupied) in *reports {
+                events.push(event(
+                    lot,
+                    *offset,
+                    None,
+                    Payload::ParkingSiteCounts(ev::ParkingSiteCounts {
+                        site_id: lot.to_string(),
+                        total_spots: *total,
+                        occupied: *occupied,
+                        available: total - occupied,
+                        status: ev::ParkingSiteStatus::Open as i32,
+                        period_s: 60,
+                        village: village.to_string(),
+                        ..Default::default()
+                    }),
+                ));
+            }
+        }
+        for t in self.tracks {
             for (i, odometer) in t.odometer.iter().enumerate() {
-                let mut row = json!({"at": T0 + 60 * i as i64, "vehicle_id": t.vehicle, "role": t.role,
-                    "speed_kmh": 30.0, "odometer_km": odometer, "route_id": t.route, "trip_id": t.trip,
-                    "latitude": 28.0 + i as f64 * 0.001, "longitude": 120.6, "device_id": t.vehicle});
-                if let Some(p) = t.passengers.get(i) {
-                    row["passengers"] = json!(p);
-                }
-                rows.push(row);
+                events.push(event(
+                    t.vehicle,
+                    60 * i as i64,
+                    Some(Location {
+                        latitude: 28.0 + i as f64 * 0.001,
+                        longitude: 120.6,
+                        ..Default::default()
+                    }),
+                    Payload::VehiclePosition(ev::VehiclePosition {
+                        vehicle_id: t.vehicle.into(),
+                        role: wire(ev::VehicleRole::from_str_name, "VEHICLE_ROLE_", t.role),
+                        speed_kmh: 30.0,
+                        odometer_km: Some(*odometer),
+                        route_id: t.route.into(),
+                        trip_id: t.trip.into(),
+                        passengers: t.passengers.get(i).copied(),
+                        ..Default::default()
+                    }),
+                ));
             }
         }
-        db.insert("raw_vehicle_position", tenant, &rows).await;
-
-        let rows: Vec<_> = check_ins
-            .iter()
-            .enumerate()
-            .map(|(i, (village, team, checkpoint, results, contamination))| {
-                json!({"at": T0 + 300 * i as i64, "patrol_id": format!("patrol-{team}"), "team_id": team,
-                    "inspector_id": "i1", "checkpoint_id": checkpoint, "village": village,
-                    "compliance_class": results.iter().map(|_| "kitchen").collect::<Vec<_>>(),
-                    "compliance_result": results, "contamination_percent": contamination})
-            })
-            .collect();
-        db.insert("raw_patrol_check_in", tenant, &rows).await;
-
-        let rows: Vec<_> = bins
-            .iter()
-            .map(|(bin, village, offset, fill)| {
-                json!({"at": T0 + offset, "bin_id": bin, "village": village, "waste_class": "kitchen",
-                    "fill_level": fill, "status": "ok"})
-            })
-            .collect();
-        db.insert("raw_bin_reading", tenant, &rows).await;
-
-        let rows: Vec<_> = requests
-            .iter()
-            .map(
-                |(request, department, village, category, offset, transition, expected)| {
-                    json!({"at": T0 + offset, "request_id": request, "department": department,
-                    "village": village, "category": category, "transition": transition,
-                    "expected_by": expected.map(|e| super::ch_time(T0 + e))})
-                },
-            )
-            .collect();
-        db.insert("raw_service_request", tenant, &rows).await;
+        for (i, (village, team, checkpoint, results, contamination)) in
+            self.check_ins.iter().enumerate()
+        {
+            events.push(event(
+                &format!("handheld-{team}"),
+                300 * i as i64,
+                None,
+                Payload::PatrolCheckIn(ev::PatrolCheckIn {
+                    patrol_id: format!("patrol-{team}"),
+                    team_id: team.to_string(),
+                    inspector_id: "i1".into(),
+                    checkpoint_id: checkpoint.to_string(),
+                    compliance: results
+                        .iter()
+                        .zip(CHECKED_CLASSES)
+                        .map(|(result, class)| ev::ClassCompliance {
+                            waste_class: class as i32,
+                            result: wire(
+                                ev::SortingResult::from_str_name,
+                                "SORTING_RESULT_",
+                                result,
+                            ),
+                        })
+                        .collect(),
+                    contamination_percent: *contamination,
+                    village: village.to_string(),
+                    ..Default::default()
+                }),
+            ));
+        }
+        for (bin, village, offset, fill) in self.bins {
+            events.push(event(
+                bin,
+                *offset,
+                None,
+                Payload::BinReading(ev::BinReading {
+                    bin_id: bin.to_string(),
+                    waste_class: ev::WasteClass::Kitchen as i32,
+                    fill_level: *fill,
+                    status: ev::BinStatus::Ok as i32,
+                    village: village.to_string(),
+                    ..Default::default()
+                }),
+            ));
+        }
+        for (request, department, village, category, offset, transition, expected) in self.requests
+        {
+            events.push(event(
+                "service-desk",
+                *offset,
+                None,
+                Payload::ServiceRequest(ev::ServiceRequestTransition {
+                    request_id: request.to_string(),
+                    transition: wire(
+                        ev::RequestTransition::from_str_name,
+                        "REQUEST_TRANSITION_",
+                        transition,
+                    ),
+                    category: wire(
+                        ev::RequestCategory::from_str_name,
+                        "REQUEST_CATEGORY_",
+                        category,
+                    ),
+                    channel: ev::RequestChannel::Hotline as i32,
+                    village: village.to_string(),
+                    department: department.to_string(),
+                    expected_by: expected.map(at),
+                    ..Default::default()
+                }),
+            ));
+        }
+        events
     }
+}
+
+/// How many events of each kind `events` holds: the rows the sink must
+/// store in each raw table.
+pub fn rows_per_kind(events: &[Event]) -> BTreeMap<Kind, u64> {
+    let mut counts = BTreeMap::new();
+    for event in events {
+        let kind = Kind::of(event.payload.as_ref().expect("every event has a payload"));
+        *counts.entry(kind).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Every text value in a tenant's part of the data set (ids, names,
+/// villages, departments), to tell whose rows an answer shows.
+pub fn names(data: &TenantData) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for c in data.connectors {
+        names.extend([c.device, c.station, c.site].map(String::from));
+    }
+    for (lot, village, _, _) in data.lots {
+        names.extend([lot, village].map(|s| s.to_string()));
+    }
+    for t in data.tracks {
+        names.extend([t.vehicle, t.route, t.trip].map(String::from));
+    }
+    for (village, team, checkpoint, _, _) in data.check_ins {
+        names.extend([village, team, checkpoint].map(|s| s.to_string()));
+        names.insert(format!("patrol-{team}"));
+    }
+    for (bin, village, _, _) in data.bins {
+        names.extend([bin, village].map(|s| s.to_string()));
+    }
+    for (request, department, village, _, _, _, _) in data.requests {
+        names.extend([request, department, village].map(|s| s.to_string()));
+    }
+    names.remove("");
+    names
 }

@@ -1,29 +1,58 @@
-//! Shared set-up for the query service tests: a fresh migrated database per
-//! test on the stack's ClickHouse, a known data set inserted into the raw
-//! tables (the real materialized views fill the roll-ups and latest-state
-//! tables), a key file, the service on port 0, and a small HTTP client.
+//! Shared set-up for the query service tests: the known data set sent by
+//! both tenants through the real pipeline (ingest → Kafka → sink →
+//! ClickHouse, where the real materialized views fill the roll-ups and
+//! latest-state tables) once per test binary, a fresh migrated database for
+//! tests that need data of their own, the service on port 0, and small HTTP
+//! and gRPC clients.
 
 #![allow(dead_code)]
 
 pub mod dataset;
+pub mod pipeline;
 
+pub use pipeline::shared_database;
+
+use citybrain_proto::query::v1 as pb;
 use citybrain_query::config::{ClickHouseConfig, Limits, QueryConfig};
 use clickhouse::Client;
-use serde_json::{Value as J, json};
+use serde_json::Value as J;
 use std::{
     net::SocketAddr,
-    path::PathBuf,
-    time::{Duration, Instant},
+    sync::LazyLock,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
-pub const KEY_A: &str = "query-test-key-tenant-a-0123456789";
-pub const KEY_B: &str = "query-test-key-tenant-b-0123456789";
-pub const TENANT_A: &str = "lucheng-q";
-pub const TENANT_B: &str = "other-q";
+// The query service reads the key file ingest reads: the same keys, so the
+// tenant that sent the events is the tenant that asks.
+pub use citybrain_tests::{FULL_KEY as KEY_A, OTHER_TENANT_KEY as KEY_B};
 
-/// Monday 2024-05-06 00:00:00 UTC.
-pub const T0: i64 = 1_714_953_600;
+/// 00:00:00 UTC on the Monday of the week that began 7 to 13 days ago:
+/// old enough that every bucket of the data set is closed and nothing is in
+/// the future, young enough for ingest's 30-day limit and any retention.
+pub fn t0() -> i64 {
+    static T0: LazyLock<i64> = LazyLock::new(|| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let day = (now - 7 * 86_400).div_euclid(86_400);
+        // 1970-01-01 was a Thursday: days since the last Monday.
+        let since_monday = (day + 3).rem_euclid(7);
+        (day - since_monday) * 86_400
+    });
+    *T0
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ` of `t0() + offset`, as the API writes times.
+pub fn at(offset: i64) -> String {
+    citybrain_query::time::format(t0() + offset)
+}
+
+/// The first day of t0's month, as the API writes times.
+pub fn month_of_t0() -> String {
+    format!("{}01T00:00:00Z", &at(0)[..8])
+}
 
 pub fn clickhouse_url() -> String {
     std::env::var("CITYBRAIN_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:18123".into())
@@ -33,14 +62,6 @@ pub fn admin_client() -> Client {
     Client::default()
         .with_url(clickhouse_url())
         .with_validation(false)
-}
-
-/// `YYYY-MM-DD hh:mm:ss` (UTC) for JSONEachRow.
-pub fn ch_time(secs: i64) -> String {
-    citybrain_query::time::format(secs)
-        .replace('T', " ")
-        .trim_end_matches('Z')
-        .to_string()
 }
 
 /// A fresh database with the schema applied; dropped by [`Db::drop`].
@@ -59,66 +80,11 @@ impl Db {
         Self { name, client }
     }
 
-    /// Inserts rows (JSON objects) into `table`, filling the envelope.
-    pub async fn insert(&self, table: &str, tenant: &str, rows: &[J]) {
-        let mut body = format!("INSERT INTO {}.{table} FORMAT JSONEachRow\n", self.name);
-        for (i, row) in rows.iter().enumerate() {
-            let mut row = row.clone();
-            let obj = row.as_object_mut().unwrap();
-            obj.insert("event_id".into(), json!(uuid::Uuid::new_v4().to_string()));
-            obj.insert("tenant_id".into(), json!(tenant));
-            obj.entry("source_id").or_insert(json!("test"));
-            obj.entry("device_id").or_insert(json!("dev"));
-            let at = obj["at"].as_i64().unwrap();
-            obj.remove("at");
-            obj.insert("observed_at".into(), json!(ch_time(at)));
-            obj.insert("received_at".into(), json!(ch_time(at)));
-            obj.insert("kafka_topic".into(), json!("test"));
-            obj.insert("kafka_offset".into(), json!(i));
-            body.push_str(&row.to_string());
-            body.push('\n');
-        }
-        self.client
-            .query_raw(&body)
-            .execute()
-            .await
-            .unwrap_or_else(|e| panic!("insert into {table}: {e}"));
-    }
-
     pub async fn drop(self) {
         citybrain_schema::drop_database(&self.client, &self.name)
             .await
             .expect("drop database");
     }
-}
-
-pub fn write_key_file() -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("citybrain-query-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("keys.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[[keys]]
-name = "planner-a"
-tenant = "{TENANT_A}"
-source = "tests"
-kinds = ["*"]
-key = "{KEY_A}"
-
-[[keys]]
-name = "planner-b"
-tenant = "{TENANT_B}"
-source = "tests"
-kinds = ["*"]
-key = "{KEY_B}"
-"#
-        ),
-    )
-    .unwrap();
-    path
 }
 
 /// Limits small enough for the tests to reach.
@@ -139,7 +105,7 @@ pub fn config(url: &str, database: &str) -> QueryConfig {
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         http_addr: ([127, 0, 0, 1], 0).into(),
         admin_addr: ([127, 0, 0, 1], 0).into(),
-        api_keys_file: write_key_file(),
+        api_keys_file: citybrain_tests::write_key_file(&citybrain_tests::scratch_dir("query")),
         production: false,
         log_json: false,
         clickhouse: ClickHouseConfig::new(url, database),
@@ -371,4 +337,52 @@ pub fn close(actual: &J, expected: f64, what: &str) {
         (actual - expected).abs() < 1e-6,
         "{what}: got {actual}, expected {expected}"
     );
+}
+
+/// A gRPC request carrying `key`.
+pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().expect("key is ASCII"));
+    request
+}
+
+/// A gRPC timestamp `offset` seconds after t0.
+pub fn ts(offset: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: t0() + offset,
+        nanos: 0,
+    })
+}
+
+/// Rows of a gRPC table as objects keyed by column name, with values as the
+/// HTTP API writes them (times as `YYYY-MM-DDThh:mm:ssZ`), so the same
+/// expectations apply to both APIs.
+pub fn grpc_records(table: &pb::Table) -> Vec<serde_json::Map<String, J>> {
+    use pb::value::Kind;
+    table
+        .rows
+        .iter()
+        .map(|row| {
+            assert_eq!(row.values.len(), table.columns.len(), "{table:?}");
+            table
+                .columns
+                .iter()
+                .zip(&row.values)
+                .map(|(column, value)| {
+                    let value = match &value.kind {
+                        None => J::Null,
+                        Some(Kind::StringValue(s)) => J::from(s.as_str()),
+                        Some(Kind::IntValue(i)) => J::from(*i),
+                        Some(Kind::FloatValue(f)) => J::from(*f),
+                        Some(Kind::TimeValue(t)) => {
+                            J::from(citybrain_query::time::format(t.seconds))
+                        }
+                    };
+                    (column.name.clone(), value)
+                })
+                .collect()
+        })
+        .collect()
 }
