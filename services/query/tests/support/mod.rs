@@ -25,7 +25,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 // The query service reads the key file ingest reads: the same keys, so the
 // tenant that sent the events is the tenant that asks.
-pub use citybrain_tests::{FULL_KEY as KEY_A, OTHER_TENANT_KEY as KEY_B};
+pub use citybrain_tests::{FULL_KEY as KEY_A, OTHER_TENANT_KEY as KEY_B, TENANT as TENANT_A};
 
 /// 00:00:00 UTC on the Monday of the week that began 7 to 13 days ago:
 /// old enough that every bucket of the data set is closed and nothing is in
