@@ -414,6 +414,280 @@ async fn every_endpoint_answers_with_the_expected_numbers() {
     service.stop().await;
 }
 
+/// Each gRPC method against the data set, compared with expectations
+/// computed here; then its errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_grpc_method_answers_with_the_expected_numbers() {
+    let db = shared_database().await;
+    let service = Service::start(config(&clickhouse_url(), db)).await;
+    let mut grpc = service.grpc_client().await;
+
+    // Live: the newest status per connector, filtered.
+    let live = |view: &str, filters: &[(&str, &str)]| pb::LiveRequest {
+        view: view.into(),
+        filters: filters
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let table = grpc
+        .live(with_key(
+            live("connectors", &[("status", "faulted")]),
+            KEY_A,
+        ))
+        .await
+        .expect("gRPC Live")
+        .into_inner();
+    let rows = grpc_records(&table);
+    let faulted: Vec<_> = CONNECTORS_A
+        .iter()
+        .filter(|c| c.changes.last().unwrap().1 == "faulted")
+        .collect();
+    assert_eq!(rows.len(), faulted.len(), "{rows:?}");
+    assert_eq!(rows[0]["connector"], faulted[0].device);
+    assert_eq!(rows[0]["error_code"], "ground_failure");
+    assert_eq!(
+        rows[0]["observed_at"],
+        at(faulted[0].changes.last().unwrap().0)
+    );
+    let rows = grpc_records(
+        &grpc
+            .live(with_key(live("parking", &[]), KEY_A))
+            .await
+            .expect("gRPC Live parking")
+            .into_inner(),
+    );
+    assert_eq!(rows.len(), LOTS_A.len());
+    for (lot, _, total, reports) in LOTS_A {
+        let newest = reports.last().unwrap().1;
+        let row = find(&rows, "site", lot);
+        assert_eq!(row["occupied"], newest, "{lot}");
+        close(
+            &row["occupancy"],
+            f64::from(newest) / f64::from(*total),
+            lot,
+        );
+    }
+
+    // Aggregate: hourly utilisation of one site, every bucket.
+    let aggregate = |metric: &str, bucket: &str, group_by: &str, filters: &[(&str, &str)]| {
+        pb::AggregateRequest {
+            metric: metric.into(),
+            from: ts(0),
+            to: ts(86_400),
+            bucket: bucket.into(),
+            group_by: group_by.into(),
+            filters: filters
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    };
+    let table = grpc
+        .aggregate(with_key(
+            aggregate("charger_utilisation", "hour", "none", &[("site", "north")]),
+            KEY_A,
+        ))
+        .await
+        .expect("gRPC Aggregate")
+        .into_inner();
+    assert_eq!(table.columns[0].name, "bucket_start");
+    assert_eq!(table.columns[0].r#type, pb::ColumnType::Time as i32);
+    let rows = grpc_records(&table);
+    let expected = utilisation(CONNECTORS_A, "north", 3_600);
+    assert_eq!(rows.len(), expected.len(), "{rows:?}");
+    for (row, (start, value)) in rows.iter().zip(&expected) {
+        assert_eq!(row["bucket_start"], citybrain_query::time::format(*start));
+        close(&row["utilisation"], *value, "north hourly utilisation");
+    }
+    // Occupancy average and peak per lot and day.
+    let rows = grpc_records(
+        &grpc
+            .aggregate(with_key(
+                aggregate("parking_occupancy", "day", "site", &[]),
+                KEY_A,
+            ))
+            .await
+            .expect("gRPC Aggregate parking")
+            .into_inner(),
+    );
+    assert_eq!(rows.len(), LOTS_A.len());
+    for (lot, _, total, reports) in LOTS_A {
+        let ratios: Vec<f64> = reports
+            .iter()
+            .map(|(_, o)| f64::from(*o) / f64::from(*total))
+            .collect();
+        let row = find(&rows, "site", lot);
+        assert_eq!(row["bucket_start"], at(0));
+        close(
+            &row["occupancy_avg"],
+            ratios.iter().sum::<f64>() / ratios.len() as f64,
+            lot,
+        );
+        close(
+            &row["occupancy_peak"],
+            ratios.iter().cloned().fold(0.0, f64::max),
+            lot,
+        );
+        assert_eq!(row["reports"], reports.len(), "{lot}");
+    }
+    // Service-request SLA per department, from raw transitions.
+    let mut request = aggregate("service_request_sla", "week", "department", &[]);
+    request.to = ts(2 * 86_400);
+    let rows = grpc_records(
+        &grpc
+            .aggregate(with_key(request, KEY_A))
+            .await
+            .expect("gRPC Aggregate SLA")
+            .into_inner(),
+    );
+    let departments: std::collections::BTreeSet<_> = REQUESTS_A.iter().map(|r| r.1).collect();
+    assert_eq!(rows.len(), departments.len(), "{rows:?}");
+    for department in departments {
+        let expected = sla(REQUESTS_A, department);
+        let row = find(&rows, "department", department);
+        assert_eq!(row["requests"], expected.requests, "{department}");
+        assert_eq!(row["assigned"], expected.assigned, "{department}");
+        assert_eq!(row["resolved"], expected.resolved, "{department}");
+        for (measure, value) in [
+            ("avg_hours_to_assign", expected.avg_hours_to_assign),
+            ("avg_hours_to_resolve", expected.avg_hours_to_resolve),
+            ("within_sla", expected.within_sla),
+            ("reopen_rate", Some(expected.reopen_rate)),
+        ] {
+            match value {
+                Some(value) => close(&row[measure], value, &format!("{department} {measure}")),
+                None => assert_eq!(row[measure], J::Null, "{department} {measure}"),
+            }
+        }
+    }
+
+    // Top: vehicles by distance, connectors by utilisation.
+    let top = |metric: &str, group_by: &str, n: u32| pb::TopRequest {
+        metric: metric.into(),
+        from: ts(0),
+        to: ts(86_400),
+        group_by: group_by.into(),
+        n,
+        ..Default::default()
+    };
+    let rows = grpc_records(
+        &grpc
+            .top(with_key(top("vehicle_distance", "vehicle", 5), KEY_A))
+            .await
+            .expect("gRPC Top")
+            .into_inner(),
+    );
+    let mut by_distance: Vec<(&str, f64)> = TRACKS_A
+        .iter()
+        .map(|t| (t.vehicle, t.odometer.last().unwrap() - t.odometer[0]))
+        .collect();
+    by_distance.sort_by(|a, b| b.1.total_cmp(&a.1));
+    assert_eq!(rows.len(), by_distance.len(), "{rows:?}");
+    for (row, (vehicle, distance)) in rows.iter().zip(&by_distance) {
+        assert_eq!(row["vehicle"], *vehicle);
+        close(&row["distance_km"], *distance, vehicle);
+    }
+    let rows = grpc_records(
+        &grpc
+            .top(with_key(top("charger_utilisation", "connector", 1), KEY_A))
+            .await
+            .expect("gRPC Top connectors")
+            .into_inner(),
+    );
+    let busiest = CONNECTORS_A
+        .iter()
+        .max_by(|a, b| connector_utilisation(a).total_cmp(&connector_utilisation(b)))
+        .unwrap();
+    assert_eq!(rows.len(), 1, "n = 1");
+    assert_eq!(rows[0]["connector"], busiest.device);
+    close(
+        &rows[0]["utilisation"],
+        connector_utilisation(busiest),
+        busiest.device,
+    );
+
+    // Track: every position in order, or a thinned one within the budget.
+    let track = |vehicle: &str, max_points: u32| pb::TrackRequest {
+        vehicle_id: vehicle.into(),
+        from: ts(0),
+        to: ts(3_600),
+        max_points,
+    };
+    let bus = &TRACKS_A[0];
+    let table = grpc
+        .track(with_key(track(bus.vehicle, 50), KEY_A))
+        .await
+        .expect("gRPC Track")
+        .into_inner();
+    let rows = grpc_records(&table);
+    assert_eq!(rows.len(), bus.odometer.len());
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["observed_at"], at(60 * i as i64), "point {i}");
+        close(&row["latitude"], 28.0 + i as f64 * 0.001, "latitude");
+        assert_eq!(row["trip_id"], bus.trip);
+    }
+    let rows = grpc_records(
+        &grpc
+            .track(with_key(track(bus.vehicle, 4), KEY_A))
+            .await
+            .expect("gRPC Track thinned")
+            .into_inner(),
+    );
+    assert!((2..=4).contains(&rows.len()), "{rows:?}");
+    assert_eq!(rows[0]["observed_at"], at(0));
+    let last = 60 * (bus.odometer.len() as i64 - 1);
+    assert_eq!(rows.last().unwrap()["observed_at"], at(last));
+    // Another tenant's vehicle of the same role: nothing, not an error.
+    let rows = grpc_records(
+        &grpc
+            .track(with_key(track(TRACKS_B[0].vehicle, 50), KEY_A))
+            .await
+            .expect("gRPC Track of a foreign vehicle")
+            .into_inner(),
+    );
+    assert!(rows.is_empty(), "{rows:?}");
+
+    // Errors carry the status the HTTP API maps to 400 / 401.
+    let mut request = aggregate("charging_energy", "day", "", &[]);
+    request.from = None;
+    let status = grpc.aggregate(with_key(request, KEY_A)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().starts_with("from:"), "{status:?}");
+    let status = grpc
+        .aggregate(with_key(aggregate("no_such_metric", "day", "", &[]), KEY_A))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("charger_utilisation"),
+        "{status:?}"
+    );
+    let status = grpc
+        .track(with_key(track("bus1", 51), KEY_A))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("CITYBRAIN_QUERY_MAX_TRACK_POINTS"),
+        "{status:?}"
+    );
+    let status = grpc
+        .top(tonic::Request::new(top("vehicle_distance", "vehicle", 5)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let status = grpc
+        .track(with_key(track("bus1", 50), "not-a-key"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    service.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_see_only_their_own_data() {
     let db = shared_database().await;

@@ -506,3 +506,79 @@ pub fn names(data: &TenantData) -> std::collections::BTreeSet<String> {
     names.remove("");
     names
 }
+
+/// Per-request service figures, as the SLA metric defines them: a request
+/// counts if it was created, under its latest department; hours from
+/// creation to the first assignment and the first resolution; within SLA
+/// if first resolved by its expected_by; reopened if ever reopened.
+#[derive(Debug, Default)]
+pub struct Sla {
+    pub requests: i64,
+    pub assigned: i64,
+    pub resolved: i64,
+    pub avg_hours_to_assign: Option<f64>,
+    pub avg_hours_to_resolve: Option<f64>,
+    pub within_sla: Option<f64>,
+    pub reopen_rate: f64,
+}
+
+pub fn sla(requests: &[Transition], department: &str) -> Sla {
+    let mut ids: Vec<&str> = requests.iter().map(|r| r.0).collect();
+    ids.sort();
+    ids.dedup();
+    let mean = |values: &[f64]| {
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    };
+    let (mut assign, mut resolve, mut within, mut reopened) = (vec![], vec![], vec![], 0);
+    let mut counted = 0;
+    for id in ids {
+        let mut transitions: Vec<&Transition> = requests.iter().filter(|r| r.0 == id).collect();
+        transitions.sort_by_key(|r| r.4);
+        let latest = transitions.last().unwrap();
+        let first = |name: &str| transitions.iter().find(|r| r.5 == name).map(|r| r.4);
+        let Some(created) = first("created") else {
+            continue;
+        };
+        if latest.1 != department {
+            continue;
+        }
+        counted += 1;
+        let hours = |at: i64| (at - created) as f64 / 3600.0;
+        if let Some(assigned) = first("assigned") {
+            assign.push(hours(assigned));
+        }
+        if let Some(resolved) = first("resolved") {
+            resolve.push(hours(resolved));
+            if let Some(expected) = transitions.iter().filter_map(|r| r.6).max() {
+                within.push(if resolved <= expected { 1.0 } else { 0.0 });
+            }
+        }
+        if first("reopened").is_some() {
+            reopened += 1;
+        }
+    }
+    Sla {
+        requests: counted,
+        assigned: assign.len() as i64,
+        resolved: resolve.len() as i64,
+        avg_hours_to_assign: mean(&assign),
+        avg_hours_to_resolve: mean(&resolve),
+        within_sla: mean(&within),
+        reopen_rate: if counted == 0 {
+            0.0
+        } else {
+            f64::from(reopened) / counted as f64
+        },
+    }
+}
+
+/// A connector's share of observed time spent charging.
+pub fn connector_utilisation(connector: &Connector) -> f64 {
+    let seconds = status_seconds(std::slice::from_ref(connector), None, 86_400);
+    let charging: i64 = seconds
+        .iter()
+        .filter(|((_, status), _)| status == "charging")
+        .map(|(_, s)| s)
+        .sum();
+    charging as f64 / seconds.values().sum::<i64>() as f64
+}
