@@ -13,7 +13,7 @@ TEST_ENV := STACK_DIR=$(CURDIR)/.stack/test KAFKA_PORT=29092 BROKER_STORAGE=memo
             CLICKHOUSE_HTTP_PORT=28123 CLICKHOUSE_TCP_PORT=29000
 export CITYBRAIN_CACHE ?= $(HOME)/.cache/citybrain
 
-.PHONY: run test deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench
+.PHONY: run test deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench chdb
 
 ## Install what is missing, start the stack and the services, feed them.
 run:
@@ -21,11 +21,17 @@ run:
 
 ## Every test: formatting, lints, deployment checks, unit tests and the
 ## end-to-end suites against a real broker and ClickHouse started here.
-test: lint deploy-check
+test: lint deploy-check chdb
 	@$(TEST_ENV) bash $(STACK) up
 	$(TEST_ENV) CITYBRAIN_KAFKA_BROKERS=127.0.0.1:29092 \
 	  CITYBRAIN_CLICKHOUSE_URL=http://127.0.0.1:28123 \
+	  CITYBRAIN_CHDB_PYTHON="$$(bash tests/chdb/install.sh)" \
 	  cargo test --workspace --locked
+
+## Current ClickHouse in-process (PyPI chdb-core) for the test that runs
+## every statement on 18.16 and on it; installed once into $(CITYBRAIN_CACHE).
+chdb:
+	@bash tests/chdb/install.sh >/dev/null
 
 ## Alert rules (promtool), compose file and Kubernetes manifests.
 deploy-check:
