@@ -820,6 +820,157 @@ async fn tenants_see_only_their_own_data() {
     service.stop().await;
 }
 
+/// A tenant's answers from every endpoint never show a text value that
+/// only the other tenant's devices reported, and are never empty (each
+/// tenant has data for every view and metric, so the check has teeth).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_endpoint_shows_a_tenant_the_other_tenants_names() {
+    let db = shared_database().await;
+    let service = Service::start(config(&clickhouse_url(), db)).await;
+    let mut grpc = service.grpc_client().await;
+    let (names_a, names_b) = (names(&DATA_A), names(&DATA_B));
+    let mut answers = 0;
+    for (key, own, own_data, other, other_data) in [
+        (KEY_A, &names_a, &DATA_A, &names_b, &DATA_B),
+        (KEY_B, &names_b, &DATA_B, &names_a, &DATA_A),
+    ] {
+        let foreign: Vec<&String> = other.difference(own).collect();
+        assert!(!foreign.is_empty());
+        let check = |what: &str, rows: &[serde_json::Map<String, J>]| {
+            assert!(
+                !rows.is_empty(),
+                "{what}: no rows for the tenant's own data"
+            );
+            for row in rows {
+                for value in row.values().filter_map(J::as_str) {
+                    assert!(
+                        !foreign.iter().any(|name| *name == value),
+                        "{what} shows the other tenant's {value:?}: {row:?}"
+                    );
+                }
+            }
+        };
+        for view in citybrain_query::live::VIEWS {
+            let path = format!("/v1/live/{}", view.name);
+            check(&path, &records(&service.table(&path, key).await));
+            let table = grpc
+                .live(with_key(
+                    pb::LiveRequest {
+                        view: view.name.into(),
+                        filters: Default::default(),
+                    },
+                    key,
+                ))
+                .await
+                .expect("gRPC Live")
+                .into_inner();
+            check(&format!("gRPC Live {}", view.name), &grpc_records(&table));
+            answers += 2;
+        }
+        for metric in citybrain_query::catalog::METRICS {
+            for dim in metric.dimensions {
+                let query = format!("{}&bucket=day&group_by={}", day_range(), dim.name);
+                let path = format!("/v1/aggregates/{}?{query}", metric.name);
+                check(&path, &records(&service.table(&path, key).await));
+                let path = format!(
+                    "/v1/top/{}?{}&group_by={}",
+                    metric.name,
+                    day_range(),
+                    dim.name
+                );
+                check(&path, &records(&service.table(&path, key).await));
+                let path = format!("/v1/aggregates/{}/csv?{query}", metric.name);
+                let reply = service.get(&path, Some(key)).await;
+                assert!(
+                    reply.status == 200 && reply.complete,
+                    "{path}: {}",
+                    reply.body
+                );
+                // The header names columns; only the rows hold values.
+                let (_, rows) = reply.body.split_once('\n').unwrap_or_default();
+                assert!(!rows.is_empty(), "{path}: no rows");
+                for name in &foreign {
+                    assert!(
+                        !rows.contains(&format!("\"{name}\"")),
+                        "{path} shows the other tenant's {name:?}: {}",
+                        reply.body
+                    );
+                }
+                let request = pb::AggregateRequest {
+                    metric: metric.name.into(),
+                    from: ts(0),
+                    to: ts(86_400),
+                    bucket: "day".into(),
+                    group_by: dim.name.into(),
+                    filters: Default::default(),
+                };
+                let table = grpc
+                    .aggregate(with_key(request, key))
+                    .await
+                    .expect("gRPC Aggregate")
+                    .into_inner();
+                check(
+                    &format!("gRPC Aggregate {} by {}", metric.name, dim.name),
+                    &grpc_records(&table),
+                );
+                let request = pb::TopRequest {
+                    metric: metric.name.into(),
+                    from: ts(0),
+                    to: ts(86_400),
+                    group_by: dim.name.into(),
+                    ..Default::default()
+                };
+                let table = grpc
+                    .top(with_key(request, key))
+                    .await
+                    .expect("gRPC Top")
+                    .into_inner();
+                check(
+                    &format!("gRPC Top {} by {}", metric.name, dim.name),
+                    &grpc_records(&table),
+                );
+                answers += 5;
+            }
+        }
+        // Tracks: the tenant's own vehicles have one; the other's have none,
+        // whatever the name.
+        for (data, is_own) in [(own_data, true), (other_data, false)] {
+            for t in data.tracks {
+                if !is_own && own_data.tracks.iter().any(|o| o.vehicle == t.vehicle) {
+                    continue;
+                }
+                let path = format!("/v1/vehicles/{}/track?{}", enc(t.vehicle), day_range());
+                let http = records(&service.table(&path, key).await);
+                let request = pb::TrackRequest {
+                    vehicle_id: t.vehicle.into(),
+                    from: ts(0),
+                    to: ts(86_400),
+                    max_points: 0,
+                };
+                let table = grpc
+                    .track(with_key(request, key))
+                    .await
+                    .expect("gRPC Track")
+                    .into_inner();
+                for (api, rows) in [("HTTP", http), ("gRPC", grpc_records(&table))] {
+                    if is_own {
+                        check(&format!("{api} track of {}", t.vehicle), &rows);
+                    } else {
+                        assert!(
+                            rows.is_empty(),
+                            "{api}: another tenant's {} track: {rows:?}",
+                            t.vehicle
+                        );
+                    }
+                }
+                answers += 2;
+            }
+        }
+    }
+    eprintln!("{answers} answers checked for the other tenant's names");
+    service.stop().await;
+}
+
 const HOSTILE: &[&str] = &[
     "'",
     "\\",

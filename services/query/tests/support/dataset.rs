@@ -481,17 +481,19 @@ pub fn rows_per_kind(events: &[Event]) -> BTreeMap<Kind, u64> {
 }
 
 /// Every text value in a tenant's part of the data set (ids, names,
-/// villages, departments), to tell whose rows an answer shows.
+/// villages, departments, statuses, roles), to tell whose rows an answer
+/// shows.
 pub fn names(data: &TenantData) -> std::collections::BTreeSet<String> {
     let mut names = std::collections::BTreeSet::new();
     for c in data.connectors {
         names.extend([c.device, c.station, c.site].map(String::from));
+        names.extend(c.changes.iter().map(|(_, status)| status.to_string()));
     }
     for (lot, village, _, _) in data.lots {
         names.extend([lot, village].map(|s| s.to_string()));
     }
     for t in data.tracks {
-        names.extend([t.vehicle, t.route, t.trip].map(String::from));
+        names.extend([t.vehicle, t.role, t.route, t.trip].map(String::from));
     }
     for (village, team, checkpoint, _, _) in data.check_ins {
         names.extend([village, team, checkpoint].map(|s| s.to_string()));
@@ -500,8 +502,8 @@ pub fn names(data: &TenantData) -> std::collections::BTreeSet<String> {
     for (bin, village, _, _) in data.bins {
         names.extend([bin, village].map(|s| s.to_string()));
     }
-    for (request, department, village, _, _, _, _) in data.requests {
-        names.extend([request, department, village].map(|s| s.to_string()));
+    for (request, department, village, category, _, transition, _) in data.requests {
+        names.extend([request, department, village, category, transition].map(|s| s.to_string()));
     }
     names.remove("");
     names
