@@ -988,37 +988,84 @@ const HOSTILE: &[&str] = &[
 async fn hostile_filter_values_are_bound_and_harmless() {
     let db = shared_database().await;
     let service = Service::start(config(&clickhouse_url(), db)).await;
+    let mut grpc = service.grpc_client().await;
+    let filter = |name: &str, value: &str| [(name.to_string(), value.to_string())].into();
 
+    // Every string filter of every endpoint, over both APIs: no rows (no
+    // value matches), never an error or another tenant's rows; numeric
+    // filters refuse text.
     let mut checked = 0;
     for view in citybrain_query::live::VIEWS {
-        for filter in view.filters {
+        for f in view.filters {
             for value in HOSTILE {
-                let path = format!("/v1/live/{}?{}={}", view.name, filter.name, enc(value));
+                let path = format!("/v1/live/{}?{}={}", view.name, f.name, enc(value));
                 let reply = service.get(&path, Some(KEY_A)).await;
-                if filter.kind == citybrain_query::live::FilterKind::AtLeast {
+                let answer = grpc
+                    .live(with_key(
+                        pb::LiveRequest {
+                            view: view.name.into(),
+                            filters: filter(f.name, value),
+                        },
+                        KEY_A,
+                    ))
+                    .await;
+                if f.kind == citybrain_query::live::FilterKind::AtLeast {
                     assert_eq!(reply.status, 400, "{path}: {}", reply.body);
+                    let status = answer.expect_err("a number filter refuses text");
+                    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{path}");
                 } else {
                     assert_eq!(reply.status, 200, "{path}: {}", reply.body);
                     let t: J = serde_json::from_str(&reply.body).unwrap();
                     assert_eq!(t["rows"].as_array().unwrap().len(), 0, "{path}: {t}");
+                    let table = answer.unwrap_or_else(|s| panic!("gRPC {path}: {s:?}"));
+                    assert_eq!(table.into_inner().rows.len(), 0, "gRPC {path}");
                 }
-                checked += 1;
+                checked += 2;
             }
         }
     }
     for metric in citybrain_query::catalog::METRICS {
         for dim in metric.dimensions {
             for value in HOSTILE {
-                let path = format!(
-                    "/v1/aggregates/{}?{}&bucket=day&{}={}",
-                    metric.name,
-                    day_range(),
-                    dim.name,
-                    enc(value)
-                );
-                let t = service.table(&path, KEY_A).await;
-                assert_eq!(t["rows"].as_array().unwrap().len(), 0, "{path}: {t}");
-                checked += 1;
+                for endpoint in ["aggregates", "top"] {
+                    let bucket = if endpoint == "top" { "" } else { "&bucket=day" };
+                    let path = format!(
+                        "/v1/{endpoint}/{}?{}{bucket}&{}={}",
+                        metric.name,
+                        day_range(),
+                        dim.name,
+                        enc(value)
+                    );
+                    let t = service.table(&path, KEY_A).await;
+                    assert_eq!(t["rows"].as_array().unwrap().len(), 0, "{path}: {t}");
+                }
+                let request = pb::AggregateRequest {
+                    metric: metric.name.into(),
+                    from: ts(0),
+                    to: ts(86_400),
+                    bucket: "day".into(),
+                    group_by: String::new(),
+                    filters: filter(dim.name, value),
+                };
+                let what = format!("gRPC {} {}={value:?}", metric.name, dim.name);
+                let table = grpc
+                    .aggregate(with_key(request, KEY_A))
+                    .await
+                    .unwrap_or_else(|s| panic!("{what}: {s:?}"));
+                assert_eq!(table.into_inner().rows.len(), 0, "{what}");
+                let request = pb::TopRequest {
+                    metric: metric.name.into(),
+                    from: ts(0),
+                    to: ts(86_400),
+                    filters: filter(dim.name, value),
+                    ..Default::default()
+                };
+                let table = grpc
+                    .top(with_key(request, KEY_A))
+                    .await
+                    .unwrap_or_else(|s| panic!("top {what}: {s:?}"));
+                assert_eq!(table.into_inner().rows.len(), 0, "top {what}");
+                checked += 4;
             }
         }
     }
@@ -1026,6 +1073,44 @@ async fn hostile_filter_values_are_bound_and_harmless() {
         let path = format!("/v1/vehicles/{}/track?{}", enc(value), day_range());
         let t = service.table(&path, KEY_A).await;
         assert_eq!(t["rows"].as_array().unwrap().len(), 0, "{path}");
+        let request = pb::TrackRequest {
+            vehicle_id: value.to_string(),
+            from: ts(0),
+            to: ts(86_400),
+            max_points: 0,
+        };
+        let table = grpc
+            .track(with_key(request, KEY_A))
+            .await
+            .unwrap_or_else(|s| panic!("gRPC track of {value:?}: {s:?}"));
+        assert_eq!(table.into_inner().rows.len(), 0, "gRPC track of {value:?}");
+        checked += 2;
+        // Names outside the catalogue are refused over gRPC too.
+        let status = grpc
+            .live(with_key(
+                pb::LiveRequest {
+                    view: "bins".into(),
+                    filters: filter(value, "v1"),
+                },
+                KEY_A,
+            ))
+            .await
+            .expect_err("an unknown filter name");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{value:?}");
+        let status = grpc
+            .top(with_key(
+                pb::TopRequest {
+                    metric: "charging_energy".into(),
+                    from: ts(0),
+                    to: ts(86_400),
+                    order_by: value.to_string(),
+                    ..Default::default()
+                },
+                KEY_A,
+            ))
+            .await
+            .expect_err("an unknown measure");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{value:?}");
         // Names outside the catalogue are refused, naming the parameter.
         for path in [
             format!("/v1/live/{}", enc(value)),
