@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 /// The client side waits this much longer than ClickHouse's own limit, so
 /// that a busy server answers with its timeout error first.
-const CLIENT_GRACE: Duration = Duration::from_secs(2);
+pub const CLIENT_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct Store {

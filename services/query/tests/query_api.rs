@@ -1313,6 +1313,11 @@ async fn limits_are_enforced_and_named() {
 /// after which the service itself would give up.
 const HEAVY_REQUESTS: u64 = 3_000_000;
 
+/// The service passes its timeout (`CITYBRAIN_QUERY_TIMEOUT_MS`, 1 s here)
+/// to ClickHouse as `max_execution_time`: ClickHouse itself stops a query
+/// that runs longer and answers with code 159 (TIMEOUT_EXCEEDED), which
+/// callers must hear as DEADLINE_EXCEEDED / 504, soon, not as an internal
+/// error and not after a hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_stops_a_query_at_its_own_time_limit() {
     // Millions of rows through ingest would take minutes, and this test is
@@ -1343,11 +1348,14 @@ async fn clickhouse_stops_a_query_at_its_own_time_limit() {
     let week = format!("from={t0}&to={}", t0 + 7 * 86_400);
 
     // ClickHouse answers with its TIMEOUT_EXCEEDED after its 1 s: not
-    // sooner (the query did run), and well before the service's own 3 s.
+    // sooner (the query did run), and before the service's own deadline.
+    let service_gives_up = limits.timeout + citybrain_query::store::CLIENT_GRACE;
     let in_time = |took: Duration, what: &str| {
+        eprintln!("{what}: stopped after {took:?}");
         assert!(
-            took >= limits.timeout && took < limits.timeout + Duration::from_millis(1_500),
-            "{what} answered after {took:?}: ClickHouse should stop it at {:?}",
+            took >= limits.timeout && took < service_gives_up,
+            "{what} answered after {took:?}: ClickHouse should stop it at {:?}, \
+             before the service gives up at {service_gives_up:?}",
             limits.timeout
         );
     };
