@@ -42,9 +42,15 @@ def rows_in(output: bytes, fmt: str):
 
 
 def with_settings(sql: str, settings: dict) -> str:
+    """The statement with its settings in a SETTINGS clause: at the end of a
+    query, before FORMAT in an INSERT (whose data follows FORMAT)."""
     if not settings:
         return sql
     pairs = ", ".join(f"{name} = {quote_setting(value)}" for name, value in settings.items())
+    if sql.lstrip().upper().startswith("INSERT"):
+        at = sql.upper().find(" FORMAT ")
+        if at >= 0:
+            return f"{sql[:at]} SETTINGS {pairs}{sql[at:]}"
     return f"{sql}\nSETTINGS {pairs}"
 
 
