@@ -1,7 +1,9 @@
-//! The query service against the real ClickHouse with a known data set:
-//! every endpoint's numbers (computed here independently), tenant
-//! isolation, hostile filter values, limits, and ClickHouse being slow or
-//! down.
+//! The query service against the real ClickHouse with a known data set that
+//! both tenants sent through ingest, Kafka and the sink (see
+//! `support::pipeline`): every endpoint's numbers over HTTP and gRPC
+//! (computed here independently from the data set), tenant isolation,
+//! hostile filter values, limits, and ClickHouse being slow (its own time
+//! limit, and no answer at all) or down.
 
 mod support;
 
