@@ -2,7 +2,12 @@
 # broker.sh install|start|stop|status|topics — the local Kafka-protocol broker
 # (Tansu) on loopback, storage under $STACK_DIR/broker.
 #
-# Storage is sqlite (durable across restarts) unless BROKER_STORAGE=memory.
+# Storage is memory unless BROKER_STORAGE=sqlite (see env.sh for why).
+#
+# The cluster id names the broker's logs: the sink keeps what it stored per
+# (cluster id, topic, partition), because offsets restart at 0 in a new log.
+# A memory broker's logs are new at every start, so it gets a new id each
+# time; a sqlite broker keeps one id for as long as its database lives.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -28,8 +33,15 @@ start() {
     memory) storage="memory://tansu/" ;;
     *) die "BROKER_STORAGE must be sqlite or memory, not $BROKER_STORAGE" ;;
   esac
-  say "starting broker (127.0.0.1:$KAFKA_PORT, $BROKER_STORAGE storage in $dir)"
-  (cd "$dir" && exec setsid "$TANSU_BIN" broker \
+  local cluster_id
+  case "$BROKER_STORAGE" in
+    sqlite)
+      [ -s "$dir/cluster-id" ] || echo "citybrain-local-$(date -u +%Y%m%dT%H%M%SZ)" > "$dir/cluster-id"
+      cluster_id="$(cat "$dir/cluster-id")" ;;
+    memory) cluster_id="citybrain-memory-$(date -u +%Y%m%dT%H%M%SZ)-$$" ;;
+  esac
+  say "starting broker (127.0.0.1:$KAFKA_PORT, $BROKER_STORAGE storage in $dir, cluster id $cluster_id)"
+  (cd "$dir" && exec setsid "$TANSU_BIN" broker --cluster-id "$cluster_id" \
       --listener-url "$url" --advertised-listener-url "$url" \
       --storage-engine "$storage" >>"$dir/broker.log" 2>&1 </dev/null) &
   echo $! > "$pidfile"

@@ -343,11 +343,15 @@ pub enum BrokerStorage {
 }
 
 /// A Tansu broker of the test's own, for tests that stop and restart it.
+///
+/// Like `deploy/local/broker.sh`, a memory-storage broker gets a new cluster
+/// id at every start (its logs are new), a sqlite one keeps its id.
 pub struct PrivateBroker {
     pub port: u16,
     storage: BrokerStorage,
     dir: PathBuf,
     child: Option<Child>,
+    cluster_id: String,
 }
 
 impl PrivateBroker {
@@ -358,6 +362,7 @@ impl PrivateBroker {
             storage,
             dir: scratch_dir("broker"),
             child: None,
+            cluster_id: new_cluster_id(),
         };
         broker.resume().await;
         broker
@@ -367,8 +372,16 @@ impl PrivateBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The cluster id the broker reports to clients.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
     /// Starts (again) on the same port and storage.
     pub async fn resume(&mut self) {
+        if self.storage == BrokerStorage::Memory {
+            self.cluster_id = new_cluster_id();
+        }
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::File::create(self.dir.join("broker.log")).unwrap();
         let child = Command::new(tansu_bin())
@@ -379,6 +392,8 @@ impl PrivateBroker {
                 &url,
                 "--advertised-listener-url",
                 &url,
+                "--cluster-id",
+                &self.cluster_id,
             ])
             .args([
                 "--storage-engine",
@@ -424,6 +439,10 @@ impl Drop for PrivateBroker {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn new_cluster_id() -> String {
+    format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
 async fn free_port() -> u16 {

@@ -96,6 +96,7 @@ pub async fn direct_insert(
         let mut tables = citybrain_sink::batch::Tables::default();
         for (i, record) in chunk.iter().enumerate() {
             let lineage = Lineage {
+                cluster: "bench-ceiling".into(),
                 topic: format!("ceiling.{}", record.feed.topic()),
                 partition: 0,
                 offset: (chunk_no * batch_rows + i) as i64,

@@ -2,8 +2,9 @@
 //!
 //! - `raw_<kind>`: one table per event kind, typed columns, one row per
 //!   event with its Kafka lineage (topic, partition, offset).
-//! - `sink_lineage`: the highest offset each raw table holds per partition,
-//!   kept by views in the same INSERT as the rows (the sink resumes from it).
+//! - `sink_log_lineage`: the highest offset each raw table holds per Kafka
+//!   log (cluster id, topic, partition), kept by views in the same INSERT as
+//!   the rows (the sink resumes from it).
 //! - `<rollup>_5m` / `<rollup>_1h`: roll-ups kept by materialized views.
 //! - `<thing>_latest`: the newest state of each connector, lot, vehicle, bin.
 //!
@@ -26,8 +27,8 @@ use clickhouse::Client;
 
 /// The table of applied migration versions.
 pub const MIGRATIONS_TABLE: &str = "schema_migrations";
-/// The table of stored offsets per raw table and partition.
-pub const LINEAGE_TABLE: &str = "sink_lineage";
+/// The table of stored offsets per raw table and Kafka log.
+pub const LINEAGE_TABLE: &str = "sink_log_lineage";
 
 /// The raw table of a kind: `raw_<kind>`, e.g. `raw_connector_status`.
 pub fn raw_table(kind: Kind) -> String {
@@ -130,15 +131,19 @@ pub async fn migrate(
             continue;
         }
         for statement in migration.statements(options) {
-            client
-                .query_raw(&statement)
-                .execute()
-                .await
-                .map_err(|source| SchemaError::Migration {
-                    version: migration.version,
-                    name: migration.name,
-                    source,
-                })?;
+            match client.query_raw(&statement).execute().await {
+                Ok(()) => {}
+                Err(err) if is_repeated_add_column(&statement, &err) => {
+                    tracing::info!(version = migration.version, %statement, "column already added by an earlier, interrupted run");
+                }
+                Err(source) => {
+                    return Err(SchemaError::Migration {
+                        version: migration.version,
+                        name: migration.name,
+                        source,
+                    });
+                }
+            }
         }
         client
             .query_raw(&format!(
@@ -172,6 +177,18 @@ pub async fn drop_database(client: &Client, database: &str) -> Result<(), Schema
         .execute()
         .await?;
     Ok(())
+}
+
+/// An `ADD COLUMN` that failed because the column is there: the statement
+/// ran before (18.16 has no `ADD COLUMN IF NOT EXISTS`), e.g. in a run that
+/// was interrupted or raced by another instance migrating at the same time.
+fn is_repeated_add_column(statement: &str, err: &clickhouse::error::Error) -> bool {
+    // "Code: 44, e.displayText() = …" on 18.16, "Code: 44. DB::Exception: …" now.
+    const DUPLICATE_COLUMN: &str = "Code: 44";
+    statement.starts_with("ALTER TABLE")
+        && statement.contains(" ADD COLUMN ")
+        && matches!(err, clickhouse::error::Error::BadResponse(text)
+            if text.contains(DUPLICATE_COLUMN) && text.contains("already exists"))
 }
 
 fn check_database_name(name: &str) -> Result<(), SchemaError> {

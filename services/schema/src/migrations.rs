@@ -57,6 +57,12 @@ pub const MIGRATIONS: &[Migration] = &[
         min_server: Some(ServerVersion::TTL),
         render: raw_ttl,
     },
+    Migration {
+        version: 6,
+        name: "log_lineage",
+        min_server: None,
+        render: log_lineage,
+    },
 ];
 
 /// Columns every raw table starts with.
@@ -100,16 +106,31 @@ fn raw_tables(options: &SchemaOptions) -> Vec<String> {
 }
 
 fn lineage(options: &SchemaOptions) -> Vec<String> {
-    let sql = include_str!("../migrations/0002_lineage.sql");
-    let mut statements = Vec::new();
-    for kind in Kind::ALL {
-        for statement in split(sql, options, &[("{raw}", &raw_table(kind))]) {
-            if !statements.contains(&statement) {
-                statements.push(statement);
+    per_raw_table(include_str!("../migrations/0002_lineage.sql"), options)
+}
+
+fn log_lineage(options: &SchemaOptions) -> Vec<String> {
+    per_raw_table(include_str!("../migrations/0006_log_lineage.sql"), options)
+}
+
+/// `sql` with each statement that mentions `{raw}` instantiated for every raw
+/// table, statement by statement: every table gets a step before any table
+/// gets the next (a migration that moves the views to a new target creates
+/// all of the new ones before dropping any of the old).
+fn per_raw_table(sql: &str, options: &SchemaOptions) -> Vec<String> {
+    split(sql, options, &[])
+        .into_iter()
+        .flat_map(|statement| {
+            if statement.contains("{raw}") {
+                Kind::ALL
+                    .iter()
+                    .map(|kind| statement.replace("{raw}", &raw_table(*kind)))
+                    .collect()
+            } else {
+                vec![statement]
             }
-        }
-    }
-    statements
+        })
+        .collect()
 }
 
 fn rollups(options: &SchemaOptions) -> Vec<String> {
@@ -214,6 +235,37 @@ mod tests {
             );
         }
         assert_eq!(lineage.matches("CREATE TABLE").count(), 1);
+    }
+
+    #[test]
+    fn log_lineage_creates_every_new_view_before_dropping_an_old_one() {
+        let statements = MIGRATIONS[5].statements(&options());
+        let position = |needle: &str| {
+            statements
+                .iter()
+                .position(|s| s.contains(needle))
+                .unwrap_or_else(|| panic!("no statement with {needle}"))
+        };
+        let last_new_view = statements
+            .iter()
+            .rposition(|s| s.contains("_log_lineage_mv TO"))
+            .unwrap();
+        let first_drop = position("DROP TABLE");
+        assert!(last_new_view < first_drop, "{statements:#?}");
+        for kind in Kind::ALL {
+            let table = raw_table(kind);
+            position(&format!(
+                "ALTER TABLE citybrain_x.{table} ADD COLUMN kafka_cluster"
+            ));
+            position(&format!("citybrain_x.{table}_log_lineage_mv TO"));
+            position(&format!(
+                "DROP TABLE IF EXISTS citybrain_x.{table}_lineage_mv"
+            ));
+        }
+        assert_eq!(
+            statements.last().unwrap(),
+            "DROP TABLE IF EXISTS citybrain_x.sink_lineage"
+        );
     }
 
     #[test]

@@ -58,7 +58,7 @@ async fn migrations_apply_once_and_record_their_versions() {
     for name in [
         "raw_connector_status",
         "raw_service_request",
-        "sink_lineage",
+        "sink_log_lineage",
         "charger_status_5m",
         "charger_status_1h",
         "parking_occupancy_1h",
@@ -111,11 +111,68 @@ async fn time_in_status_is_split_across_buckets() {
     assert_eq!(hourly, 800);
     let lineage: u64 = client
         .query_raw(&format!(
-            "SELECT max(max_offset) FROM {db}.sink_lineage WHERE raw_table = 'raw_connector_status'"
+            "SELECT max(max_offset) FROM {db}.sink_log_lineage WHERE raw_table = 'raw_connector_status'"
         ))
         .fetch_one()
         .await
         .unwrap();
     assert_eq!(lineage, 7);
+    drop_database(&client, db).await.unwrap();
+}
+
+#[tokio::test]
+async fn lineage_is_kept_per_kafka_log_and_its_migration_survives_a_rerun() {
+    let client = client();
+    let options = SchemaOptions::new(fresh_database());
+    migrate(&client, &options).await.expect("migrate");
+    let db = &options.database;
+
+    // A run interrupted after the ALTERs: the version is not recorded, so
+    // the next run repeats them (18.16 has no ADD COLUMN IF NOT EXISTS).
+    client
+        .query_raw(&format!(
+            "ALTER TABLE {db}.schema_migrations DELETE WHERE version = 6"
+        ))
+        .execute()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while applied_versions(&client, db).await.unwrap().contains(&6) {
+        assert!(std::time::Instant::now() < deadline, "mutation did not run");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let rerun = migrate(&client, &options).await.expect("re-run");
+    assert_eq!(rerun.applied, vec![6]);
+
+    // The same topic and partition in two brokers' logs (say a memory broker
+    // before and after a restart) are two lineages.
+    for (cluster, offset, id) in [
+        ("broker-a", 900, "0190f4c4-8c2e-7a51-9a5e-0c4b2f7e6d21"),
+        ("broker-b", 3, "0190f4c4-8c2e-7a51-9a5e-0c4b2f7e6d22"),
+    ] {
+        client
+            .query_raw(&format!(
+                "INSERT INTO {db}.raw_bin_reading
+                    (event_id, tenant_id, device_id, observed_at, received_at, kafka_topic,
+                     kafka_partition, kafka_offset, kafka_cluster)
+                 VALUES ('{id}', 't', 'bin:1', now(), now(), 'citybrain.sanitation.v1', 2, {offset}, '{cluster}')"
+            ))
+            .execute()
+            .await
+            .unwrap();
+    }
+    let lineage: Vec<(String, u64)> = client
+        .query_raw(&format!(
+            "SELECT kafka_cluster, max(max_offset) FROM {db}.sink_log_lineage
+             WHERE raw_table = 'raw_bin_reading' AND kafka_partition = 2
+             GROUP BY kafka_cluster ORDER BY kafka_cluster"
+        ))
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(
+        lineage,
+        vec![("broker-a".to_string(), 900), ("broker-b".to_string(), 3)]
+    );
     drop_database(&client, db).await.unwrap();
 }

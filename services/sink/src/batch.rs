@@ -16,6 +16,8 @@ pub trait TableRow:
     clickhouse::RowOwned + clickhouse::RowWrite + serde::Serialize + Send + Sync + 'static
 {
     fn partition_id(&self) -> (&str, i32);
+    /// The cluster id of the broker the row's message was read from.
+    fn cluster(&self) -> &str;
     fn offset(&self) -> u64;
     fn observed_at(&self) -> u32;
     fn event_id(&self) -> uuid::Uuid;
@@ -102,6 +104,9 @@ macro_rules! impl_table_row {
         impl TableRow for $name {
             fn partition_id(&self) -> (&str, i32) {
                 (&self.kafka_topic, self.kafka_partition)
+            }
+            fn cluster(&self) -> &str {
+                &self.kafka_cluster
             }
             fn offset(&self) -> u64 {
                 self.kafka_offset

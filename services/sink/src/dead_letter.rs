@@ -26,6 +26,8 @@ pub mod headers {
     pub const REASON: &str = "dead_letter_reason";
     /// The error in words, for people.
     pub const DETAIL: &str = "dead_letter_detail";
+    /// The cluster id of the broker the record was read from.
+    pub const ORIGINAL_CLUSTER: &str = "original_cluster";
     pub const ORIGINAL_TOPIC: &str = "original_topic";
     pub const ORIGINAL_PARTITION: &str = "original_partition";
     pub const ORIGINAL_OFFSET: &str = "original_offset";
@@ -67,7 +69,7 @@ impl DeadLetter {
     }
 
     fn record_headers(&self) -> OwnedHeaders {
-        let mut out = OwnedHeaders::new_with_capacity(self.headers.len() + 6);
+        let mut out = OwnedHeaders::new_with_capacity(self.headers.len() + 7);
         for (key, value) in &self.headers {
             out = out.insert(Header {
                 key,
@@ -79,6 +81,7 @@ impl DeadLetter {
         for (key, value) in [
             (headers::REASON, self.reason),
             (headers::DETAIL, self.detail.as_str()),
+            (headers::ORIGINAL_CLUSTER, &*self.lineage.cluster),
             (headers::ORIGINAL_TOPIC, self.lineage.topic.as_str()),
             (headers::ORIGINAL_PARTITION, partition.as_str()),
             (headers::ORIGINAL_OFFSET, offset.as_str()),

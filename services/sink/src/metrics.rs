@@ -80,7 +80,8 @@ pub fn batch_written(rows: usize, bytes: usize) {
     histogram!(BATCH_BYTES).record(bytes as f64);
 }
 
-/// A flush that must be retried: `stage` is `dead_letter`, `lookup` or `insert`.
+/// A flush that must be retried: `stage` is `dead_letter`, `lookup`,
+/// `broker_metadata` or `insert`.
 pub fn flush_failed(stage: &'static str) {
     counter!(FLUSH_FAILURES, "stage" => stage).increment(1);
 }

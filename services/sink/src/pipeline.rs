@@ -84,6 +84,8 @@ enum RetryLater {
     DeadLetter(String),
     #[error("lineage lookup failed: {0}")]
     Lookup(StoreError),
+    #[error("the broker did not tell its cluster id within {0} ms")]
+    ClusterId(u128),
     #[error("insert into {table} failed: {error}")]
     Insert {
         table: &'static str,
@@ -96,6 +98,7 @@ impl RetryLater {
         match self {
             RetryLater::DeadLetter(_) => "dead_letter",
             RetryLater::Lookup(_) => "lookup",
+            RetryLater::ClusterId(_) => "broker_metadata",
             RetryLater::Insert { .. } => "insert",
         }
     }
@@ -132,6 +135,10 @@ pub struct Pipeline {
     dead_letters: DeadLetterProducer,
     config: SinkConfig,
     readiness: Readiness,
+    /// The broker's cluster id, read with each lineage lookup: lineage is
+    /// kept per log, and a log is (cluster, topic, partition). Empty until
+    /// the first lookup.
+    cluster: Arc<str>,
     /// Assigned partitions whose lineage is known: these are read.
     active: HashMap<PartitionId, PartitionState>,
     /// Assigned partitions, paused until their lineage is read.
@@ -187,6 +194,7 @@ impl Pipeline {
             dead_letters,
             config,
             readiness,
+            cluster: Arc::from(""),
             active: HashMap::new(),
             awaiting_lineage: BTreeSet::new(),
             batch: Batch::default(),
@@ -344,9 +352,10 @@ impl Pipeline {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        self.read_cluster_id().await?;
         let stored = self
             .store
-            .stored_offsets(&topics)
+            .stored_offsets(&self.cluster, &topics)
             .await
             .map_err(RetryLater::Lookup)?;
         let awaiting: Vec<PartitionId> = self.awaiting_lineage.iter().cloned().collect();
@@ -364,6 +373,33 @@ impl Pipeline {
             self.accept(&message);
         }
         self.apply_hold().await;
+        Ok(())
+    }
+
+    /// Reads the broker's cluster id. If it changed under this instance, the
+    /// log was replaced (a memory-storage broker restarted, say) and what is
+    /// stored of every partition is looked up again under the new id.
+    async fn read_cluster_id(&mut self) -> Result<(), RetryLater> {
+        let consumer = self.consumer.clone();
+        let timeout = self.config.kafka.session_timeout;
+        let cluster =
+            tokio::task::spawn_blocking(move || consumer.client().fetch_cluster_id(timeout))
+                .await
+                .ok()
+                .flatten()
+                .ok_or(RetryLater::ClusterId(timeout.as_millis()))?;
+        if *self.cluster == *cluster {
+            return Ok(());
+        }
+        if !self.cluster.is_empty() {
+            tracing::warn!(before = %self.cluster, now = %cluster, "the broker's cluster id changed: its logs were replaced; looking up what is stored of each partition again");
+            let active: Vec<PartitionId> = self.active.keys().cloned().collect();
+            self.active.clear();
+            self.awaiting_lineage.extend(active);
+        } else {
+            tracing::info!(cluster = %cluster, "reading from Kafka cluster");
+        }
+        self.cluster = Arc::from(cluster);
         Ok(())
     }
 
@@ -607,6 +643,7 @@ impl Pipeline {
             return;
         };
         let lineage = Lineage {
+            cluster: self.cluster.clone(),
             topic: id.0.clone(),
             partition: id.1,
             offset,
@@ -701,9 +738,10 @@ impl Pipeline {
         if topics.is_empty() {
             return Ok(());
         }
+        self.read_cluster_id().await?;
         let stored = self
             .store
-            .stored_offsets(&topics)
+            .stored_offsets(&self.cluster, &topics)
             .await
             .map_err(RetryLater::Lookup)?;
         let before = self.batch.rows();
@@ -885,6 +923,7 @@ async fn insert_table<R: TableRow>(
                 let (topic, partition) = row.partition_id();
                 let letter = DeadLetter {
                     lineage: Lineage {
+                        cluster: Arc::from(row.cluster()),
                         topic: topic.to_string(),
                         partition,
                         offset: i64::try_from(row.offset()).unwrap_or_default(),
@@ -1007,6 +1046,7 @@ mod tests {
             kafka_topic: "x".into(),
             kafka_partition: 0,
             kafka_offset: offset,
+            kafka_cluster: "c".into(),
             station_id: String::new(),
             evse_id: 0,
             connector_id: 1,

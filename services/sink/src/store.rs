@@ -177,8 +177,13 @@ impl Store {
         Ok(found)
     }
 
-    /// What `sink_lineage` says is stored for `topics`.
-    pub async fn stored_offsets(&self, topics: &[String]) -> Result<StoredOffsets, StoreError> {
+    /// What the lineage table says is stored of `topics` in the logs of the
+    /// Kafka cluster `cluster`.
+    pub async fn stored_offsets(
+        &self,
+        cluster: &str,
+        topics: &[String],
+    ) -> Result<StoredOffsets, StoreError> {
         let list = topics
             .iter()
             .map(|t| quote(t))
@@ -187,9 +192,10 @@ impl Store {
         let sql = format!(
             "SELECT raw_table, kafka_topic, kafka_partition, max(max_offset)
              FROM {}.{LINEAGE_TABLE}
-             WHERE kafka_topic IN ({list})
+             WHERE kafka_cluster = {cluster} AND kafka_topic IN ({list})
              GROUP BY raw_table, kafka_topic, kafka_partition",
-            self.database
+            self.database,
+            cluster = quote(cluster),
         );
         let rows: Vec<(String, String, i32, u64)> = self
             .bounded(self.client.query_raw(&sql).fetch_all())

@@ -23,11 +23,15 @@ pub use vehicles::VehiclePositionRow;
 use citybrain_proto::events::v1::{IngestedEvent, event::Payload};
 use citybrain_proto::feed::{Kind, SCHEMA_VERSION};
 use prost::Message;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Where a record came from: its Kafka coordinates.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Lineage {
+    /// The cluster id of the broker the record was read from: with topic
+    /// and partition it names the log the offset belongs to.
+    pub cluster: Arc<str>,
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
@@ -89,6 +93,7 @@ pub struct Envelope {
     pub kafka_topic: String,
     pub kafka_partition: i32,
     pub kafka_offset: u64,
+    pub kafka_cluster: String,
 }
 
 /// Declares a raw-table row: the envelope columns, then the kind's own.
@@ -113,6 +118,7 @@ macro_rules! raw_row {
             pub kafka_topic: String,
             pub kafka_partition: i32,
             pub kafka_offset: u64,
+            pub kafka_cluster: String,
             $($(#[$fattr])* pub $field: $ty,)*
         }
     };
@@ -139,6 +145,7 @@ macro_rules! with_envelope {
             kafka_topic: e.kafka_topic,
             kafka_partition: e.kafka_partition,
             kafka_offset: e.kafka_offset,
+            kafka_cluster: e.kafka_cluster,
             $($field: $value,)*
         }
     }};
@@ -278,6 +285,7 @@ fn envelope(ingested: &IngestedEvent, lineage: &Lineage) -> Result<Envelope, Poi
         kafka_topic: lineage.topic.clone(),
         kafka_partition: lineage.partition,
         kafka_offset: u64::try_from(lineage.offset).unwrap_or_default(),
+        kafka_cluster: lineage.cluster.to_string(),
     })
 }
 

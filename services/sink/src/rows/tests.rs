@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn lineage() -> Lineage {
     Lineage {
+        cluster: "lucheng-dev".into(),
         topic: "citybrain.ev_charging.v1".into(),
         partition: 3,
         offset: 42,
@@ -58,11 +59,12 @@ fn envelope_and_payload_fields_are_mapped() {
     assert_eq!(row.site, "后北营家园");
     assert_eq!(
         (
+            row.kafka_cluster.as_str(),
             row.kafka_topic.as_str(),
             row.kafka_partition,
             row.kafka_offset
         ),
-        ("citybrain.ev_charging.v1", 3, 42)
+        ("lucheng-dev", "citybrain.ev_charging.v1", 3, 42)
     );
     assert_eq!(row.latitude, Some(39.9012));
     assert_eq!(row.prev_status, "");
