@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# `make run`: install what is missing, start the stack and the services, and
-# keep them running until Ctrl-C, which stops the services cleanly (the stack
-# keeps running for the next `make run`; `make stack-down` stops it).
+# `make run`: install what is missing, start the stack and the services, feed
+# them a simulated town (a few days of history, then live) and keep running
+# until Ctrl-C, which stops everything in an order that loses nothing: the
+# simulator, then ingest (it flushes to Kafka), then the sink once it has
+# stored everything in Kafka, then query and the stack. ClickHouse keeps the
+# history, so running it again only sends what is newer than what it holds.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/lib.sh"
@@ -28,21 +31,51 @@ export CITYBRAIN_INGEST_IDEMPOTENCE="${CITYBRAIN_INGEST_IDEMPOTENCE:-false}"
 : "${SIMULATOR_DAYS:=3}"
 
 pids=()
-stop_services() {
-  trap - INT TERM EXIT
-  say "stopping services"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  say "services stopped; the stack is still up (make stack-down stops it)"
+declare -A pid_of=()
+stop_service() {
+  local name="$1" pid="${pid_of[$1]:-}"
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "pid_of[$name]"
 }
-trap 'stop_services; exit 0' INT TERM
-trap stop_services EXIT
+# The sink's lag summed over its partitions (librdkafka's statistics, every
+# few seconds), or nothing if it does not answer.
+sink_lag() {
+  curl -fsS "http://127.0.0.1:9102/metrics" 2>/dev/null \
+    | awk '/^citybrain_sink_consumer_lag_messages/ { lag += $NF; seen = 1 } END { if (seen) print lag + 0 }'
+}
+stop_everything() {
+  trap - INT TERM EXIT
+  echo >&2
+  say "stopping: simulator, then ingest (flushes to Kafka)"
+  stop_service citybrain-simulator
+  stop_service citybrain-ingest
+  if [ -n "${pid_of[citybrain-sink]:-}" ]; then
+    say "waiting for the sink to store what Kafka still holds"
+    local deadline=$((SECONDS + 60)) lag=""
+    sleep 2
+    while [ "$SECONDS" -lt "$deadline" ]; do
+      lag="$(sink_lag)"
+      [ "$lag" = "0" ] && break
+      sleep 1
+    done
+    [ "$lag" = "0" ] || say "the sink still had ${lag:-unknown} messages to store after 60 s; they stay in the broker only if it keeps running (BROKER_STORAGE=$BROKER_STORAGE)"
+  fi
+  stop_service citybrain-sink
+  stop_service citybrain-query
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  bash "$here/stack.sh" down
+  say "stopped. ClickHouse data stays in $STACK_DIR/clickhouse; make run starts again from it"
+}
+trap 'stop_everything; exit 0' INT TERM
+trap stop_everything EXIT
 
 # start_service NAME [ARGS...]; extra environment in SERVICE_ENV (k=v words).
 start_service() {
   local name="$1"; shift
   env ${SERVICE_ENV:-} "target/release/$name" "$@" >>"$logs/$name.log" 2>&1 &
-  pids+=($!)
+  pid_of[$name]=$!
   say "started $name (log: $logs/$name.log)"
 }
 
@@ -51,13 +84,28 @@ start_service citybrain-ingest
 # On Tansu's sqlite storage, a consumer that fetches as eagerly as librdkafka
 # does by default starves producers: a backfill ran at ~310 events/s with
 # delivery timeouts, and at ~2,300 events/s once the sink waits for up to 1 MiB
-# or 2 s per fetch (measured on 2 cores). Live data is a few events a second,
-# so the extra fetch wait is the only freshness cost.
-SERVICE_ENV="CITYBRAIN_KAFKA_OPTIONS=fetch.wait.max.ms=2000,fetch.min.bytes=1048576" \
-  start_service citybrain-sink
+# or 2 s per fetch (measured on 2 cores). Memory storage needs no such tuning.
+sink_env=""
+if [ "$BROKER_STORAGE" = sqlite ]; then
+  sink_env="CITYBRAIN_KAFKA_OPTIONS=fetch.wait.max.ms=2000,fetch.min.bytes=1048576"
+fi
+SERVICE_ENV="$sink_env" start_service citybrain-sink
 start_service citybrain-query
 wait_for ingest 30 port_open 50051 || die "ingest did not start; see $logs/citybrain-ingest.log"
 wait_for query 30 port_open 8080 || die "query did not start; see $logs/citybrain-query.log"
+wait_for sink 60 curl -fsS http://127.0.0.1:9102/readyz || die "sink not ready; see $logs/citybrain-sink.log"
+
+# Resume: what ClickHouse holds of the simulated town was sent by an earlier
+# run; send only what is newer (the model still starts at the same midnight).
+sent_until="$(curl -fsS "http://127.0.0.1:$CLICKHOUSE_HTTP_PORT/" --data-binary \
+  "SELECT toUInt32(max(observed_at)) FROM citybrain.raw_vehicle_position WHERE tenant_id = 'lucheng'" 2>/dev/null || true)"
+resume_args=()
+if [[ "$sent_until" =~ ^[0-9]+$ ]] && [ "$sent_until" -gt 0 ]; then
+  resume_args=(--send-after "$sent_until")
+  history_note="ClickHouse already holds the town up to $(date -u -d "@$sent_until" '+%F %T') UTC: the simulator sends only what is newer, then runs live."
+else
+  history_note="The town simulator now backfills $SIMULATOR_DAYS days of history (a progress bar follows), then runs live."
+fi
 
 cat <<INFO
 
@@ -76,14 +124,14 @@ Try (the key is the development key):
   curl -s -H 'x-api-key: cb_dev_lucheng_simulator_key_0001' \
     "http://127.0.0.1:8080/v1/aggregates/charging_energy?from=\$(date -u -d '3 days ago' +%F)&to=\$(date -u -d tomorrow +%F)&bucket=day"
 
-The town simulator now backfills $SIMULATOR_DAYS days of history, then runs live.
-Ctrl-C stops everything.
+$history_note
+Ctrl-C stops everything (nothing acknowledged is lost).
 INFO
 
-start_service citybrain-simulator run --days "$SIMULATOR_DAYS"
+start_service citybrain-simulator run --days "$SIMULATOR_DAYS" "${resume_args[@]}"
 # Show the backfill's progress here while the services keep logging to files.
 tail -n 0 -F "$logs/citybrain-simulator.log" &
 pids+=($!)
 
-wait -n "${pids[@]}" || true
+wait -n "${pid_of[@]}" || true
 say "a service exited; see $logs"

@@ -32,6 +32,9 @@ flags (environment variable in brackets):
   --batch-size N      events per request, at most 1000 [CITYBRAIN_SIMULATOR_BATCH_SIZE] (500)
   --in-flight N       requests in flight at once [CITYBRAIN_SIMULATOR_IN_FLIGHT] (4)
   --no-progress       no progress bar on stderr [CITYBRAIN_SIMULATOR_NO_PROGRESS]
+  --send-after T      events at or before T (Unix seconds) were sent by an earlier
+                      run: generate them (the town's state needs them), send only
+                      later ones [CITYBRAIN_SIMULATOR_SEND_AFTER] (send all)
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +69,9 @@ pub struct SimulatorConfig {
     pub log_json: bool,
     /// How long shutdown waits for requests in flight.
     pub drain_timeout: Duration,
+    /// Unix seconds up to which an earlier run sent the town's events
+    /// (`make run` resumes from what ClickHouse holds).
+    pub send_after: Option<i64>,
 }
 
 /// Why the settings could not be used.
@@ -101,6 +107,7 @@ impl SimulatorConfig {
             progress: true,
             log_json: false,
             drain_timeout: Duration::from_secs(15),
+            send_after: None,
         }
     }
 
@@ -135,6 +142,10 @@ impl SimulatorConfig {
             in_flight: env::var_or("CITYBRAIN_SIMULATOR_IN_FLIGHT", defaults.in_flight)?,
             progress: !env::bool_or("CITYBRAIN_SIMULATOR_NO_PROGRESS", false)?,
             log_json: env::bool_or("CITYBRAIN_LOG_JSON", false)?,
+            send_after: match env::string_or("CITYBRAIN_SIMULATOR_SEND_AFTER", "").as_str() {
+                "" => None,
+                text => Some(parse("send-after", text.to_string())?),
+            },
             ..defaults
         };
         while let Some(flag) = args.next() {
@@ -151,6 +162,9 @@ impl SimulatorConfig {
                 "--batch-size" => config.batch_size = parse("batch-size", value("batch-size")?)?,
                 "--in-flight" => config.in_flight = parse("in-flight", value("in-flight")?)?,
                 "--no-progress" => config.progress = false,
+                "--send-after" => {
+                    config.send_after = Some(parse("send-after", value("send-after")?)?);
+                }
                 "-h" | "--help" => return Err(ConfigFault::Help),
                 other => return Err(ConfigFault::Usage(format!("unknown flag {other:?}"))),
             }
@@ -240,6 +254,9 @@ mod tests {
         assert_eq!(config.batch_size, 200);
         assert!(!config.progress);
         assert_eq!(config.api_key, DEV_API_KEY);
+        let resumed = SimulatorConfig::from_args(args("run --send-after 1780000000")).unwrap();
+        assert_eq!(resumed.send_after, Some(1_780_000_000));
+        assert!(SimulatorConfig::from_args(args("run --send-after soon")).is_err());
         let live = SimulatorConfig::from_args(args("live")).unwrap();
         assert_eq!((live.mode, live.days), (Mode::Live, 0));
     }

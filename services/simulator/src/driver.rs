@@ -54,6 +54,17 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Sends nothing at or before `sent_until` (Unix seconds), which an
+    /// earlier run sent already; the model still starts at `origin`.
+    pub fn resuming_after(mut self, sent_until: Option<i64>) -> Self {
+        if let Some(seconds) = sent_until {
+            self.send_from = self.send_from.max((seconds + 1) * SECOND);
+        }
+        self
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
@@ -97,7 +108,8 @@ pub async fn run(
         config.mode,
         config.days,
         clock::from_system(SystemTime::now()),
-    );
+    )
+    .resuming_after(config.send_after);
     run_plan(&config, plan, shutdown).await
 }
 
@@ -301,6 +313,12 @@ mod tests {
             (run.send_from, run.until, run.paced),
             (backfill.origin, None, true)
         );
+        // A re-run sends only what is newer than what the last one sent.
+        let resumed = Plan::new(Mode::Run, 3, now).resuming_after(Some(now / SECOND - 600));
+        assert_eq!(resumed.send_from, now - 599 * SECOND);
+        assert_eq!(resumed.origin, run.origin);
+        let nothing_new = Plan::new(Mode::Run, 3, now).resuming_after(Some(0));
+        assert_eq!(nothing_new.send_from, run.send_from);
         // Even the longest backfill stays inside ingest's 30-day window.
         let longest = Plan::new(Mode::Backfill, crate::config::MAX_DAYS, now);
         assert!(now - longest.origin < 29 * DAY + DAY);
