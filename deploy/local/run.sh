@@ -47,6 +47,7 @@ sink_lag() {
 }
 stop_everything() {
   trap - INT TERM EXIT
+  set +e  # stop as much as possible, whatever fails
   echo >&2
   say "stopping: simulator, then ingest (flushes to Kafka)"
   stop_service citybrain-simulator
@@ -72,9 +73,11 @@ trap 'stop_everything; exit 0' INT TERM
 trap stop_everything EXIT
 
 # start_service NAME [ARGS...]; extra environment in SERVICE_ENV (k=v words).
+# Each service runs in a session of its own, so the terminal's Ctrl-C reaches
+# only this script, which then stops them in order.
 start_service() {
   local name="$1"; shift
-  env ${SERVICE_ENV:-} "target/release/$name" "$@" >>"$logs/$name.log" 2>&1 &
+  setsid env ${SERVICE_ENV:-} "target/release/$name" "$@" >>"$logs/$name.log" 2>&1 </dev/null &
   pid_of[$name]=$!
   say "started $name (log: $logs/$name.log)"
 }
