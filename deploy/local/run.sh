@@ -99,9 +99,16 @@ wait_for query 30 port_open 8080 || die "query did not start; see $logs/citybrai
 wait_for sink 60 curl -fsS http://127.0.0.1:9102/readyz || die "sink not ready; see $logs/citybrain-sink.log"
 
 # Resume: what ClickHouse holds of the simulated town was sent by an earlier
-# run; send only what is newer (the model still starts at the same midnight).
+# run (in time order, and the sink drained before it stopped); send only what
+# is newer. The model still starts at the same midnight, so an event sent
+# twice has the same id and the sink stores it once.
+newest=""
+for kind in connector_status meter_sample charging_session parking_site_counts parking_spot_status \
+            vehicle_position patrol_check_in bin_reading waste_collection service_request; do
+  newest="${newest:+$newest UNION ALL }SELECT max(observed_at) AS at FROM citybrain.raw_$kind WHERE tenant_id = 'lucheng'"
+done
 sent_until="$(curl -fsS "http://127.0.0.1:$CLICKHOUSE_HTTP_PORT/" --data-binary \
-  "SELECT toUInt32(max(observed_at)) FROM citybrain.raw_vehicle_position WHERE tenant_id = 'lucheng'" 2>/dev/null || true)"
+  "SELECT toUInt32(max(at)) FROM ($newest)" 2>/dev/null || true)"
 resume_args=()
 if [[ "$sent_until" =~ ^[0-9]+$ ]] && [ "$sent_until" -gt 0 ]; then
   resume_args=(--send-after "$sent_until")
