@@ -152,7 +152,13 @@ pub fn subscribe(
             "max.poll.interval.ms",
             config.max_poll_interval.as_millis().to_string(),
         )
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "5000")
+        // What librdkafka prefetches beyond the batch being built: by default
+        // up to 64 MiB queued plus 50 MiB per fetch, most of the sink's peak
+        // memory in `make bench` (235 MB). A batch is at most 16 MiB
+        // (`CITYBRAIN_SINK_BATCH_MAX_BYTES`), so 16 MiB keeps one batch ready.
+        .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.max.bytes", "16777216");
     for (key, value) in &config.librdkafka_options {
         client_config.set(key, value);
     }
