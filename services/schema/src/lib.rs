@@ -15,7 +15,15 @@
 //! `min_server`, applied once the server reports that version.
 //!
 //! Clients talking to 18.16 must be built with `with_validation(false)`.
+//!
+//! **On a cluster** ([`SchemaOptions::cluster`]) every statement is rendered
+//! `ON CLUSTER`, data tables become `Replicated*` storage (`<table>_local`)
+//! behind a `Distributed` table of the original name, and views feed the
+//! local tables; see [`cluster`]. `schema_migrations` is replicated like any
+//! data table, so every server sees one list of applied versions; the
+//! migrator records into the replicated storage directly.
 
+pub mod cluster;
 pub mod migrations;
 mod version;
 
@@ -43,6 +51,10 @@ pub struct SchemaOptions {
     /// Raw rows older than this many days (by `observed_at`) are dropped by
     /// TTL on servers that support it; 0 keeps them forever.
     pub raw_retention_days: u32,
+    /// The ClickHouse cluster (a name in the servers' `<remote_servers>`) to
+    /// create the schema on, replicated, or `None` for one server. Letters,
+    /// digits and `_` only.
+    pub cluster: Option<String>,
 }
 
 impl SchemaOptions {
@@ -51,6 +63,7 @@ impl SchemaOptions {
         Self {
             database: database.into(),
             raw_retention_days: 400,
+            cluster: None,
         }
     }
 }
@@ -59,6 +72,10 @@ impl SchemaOptions {
 pub enum SchemaError {
     #[error("invalid database name {0:?}: use letters, digits and _ only")]
     DatabaseName(String),
+    #[error("invalid cluster name {0:?}: use letters, digits and _ only")]
+    ClusterName(String),
+    #[error(transparent)]
+    ClusterRender(#[from] cluster::ClusterRenderError),
     #[error("ClickHouse answered an unknown version {0:?}")]
     Version(String),
     #[error("migration {version} ({name}) failed: {source}")]
@@ -98,24 +115,21 @@ pub async fn migrate(
     options: &SchemaOptions,
 ) -> Result<MigrationReport, SchemaError> {
     check_database_name(&options.database)?;
+    if let Some(cluster) = &options.cluster {
+        check_cluster_name(cluster)?;
+    }
     let db = &options.database;
     let server = server_version(client).await?;
-    client
-        .query_raw(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
-        .execute()
-        .await?;
-    client
-        .query_raw(&format!(
-            "CREATE TABLE IF NOT EXISTS {db}.{MIGRATIONS_TABLE} (
-                version UInt32,
-                name String,
-                server_version String,
-                applied_at DateTime DEFAULT now()
-            ) ENGINE = MergeTree() ORDER BY version"
-        ))
-        .execute()
-        .await?;
+    for statement in bootstrap_statements(client, options).await? {
+        client.query_raw(&statement).execute().await?;
+    }
     let done = applied_versions(client, db).await?;
+    // On a cluster, straight into the replicated storage: an INSERT into the
+    // Distributed table may be sent on later.
+    let record_into = match options.cluster {
+        Some(_) => cluster::local_table(MIGRATIONS_TABLE),
+        None => MIGRATIONS_TABLE.to_string(),
+    };
 
     let mut report = MigrationReport {
         server,
@@ -130,7 +144,7 @@ pub async fn migrate(
             report.skipped.push(migration.version);
             continue;
         }
-        for statement in migration.statements(options) {
+        for statement in migration.statements_for(options)? {
             match client.query_raw(&statement).execute().await {
                 Ok(()) => {}
                 Err(err) if is_repeated_add_column(&statement, &err) => {
@@ -147,7 +161,7 @@ pub async fn migrate(
         }
         client
             .query_raw(&format!(
-                "INSERT INTO {db}.{MIGRATIONS_TABLE} (version, name, server_version) VALUES ({}, '{}', '{server}')",
+                "INSERT INTO {db}.{record_into} (version, name, server_version) VALUES ({}, '{}', '{server}')",
                 migration.version, migration.name
             ))
             .execute()
@@ -156,6 +170,64 @@ pub async fn migrate(
         report.applied.push(migration.version);
     }
     Ok(report)
+}
+
+/// The database and the migrations table, rendered for the cluster if one
+/// is configured.
+///
+/// On a cluster they are only created while this server lacks them: `ON
+/// CLUSTER` DDL waits for every server (`distributed_ddl_task_timeout`, 180 s
+/// by default), and a sink restarting while a replica is down must not wait
+/// for it when nothing is to be migrated.
+async fn bootstrap_statements(
+    client: &Client,
+    options: &SchemaOptions,
+) -> Result<Vec<String>, SchemaError> {
+    let db = &options.database;
+    let statements = vec![
+        format!("CREATE DATABASE IF NOT EXISTS {db}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{MIGRATIONS_TABLE} (
+                version UInt32,
+                name String,
+                server_version String,
+                applied_at DateTime DEFAULT now()
+            ) ENGINE = MergeTree() ORDER BY version"
+        ),
+    ];
+    let Some(name) = &options.cluster else {
+        return Ok(statements);
+    };
+    let present: u64 = client
+        .query_raw(&format!(
+            "SELECT count() FROM system.tables WHERE database = '{db}' AND name IN ('{MIGRATIONS_TABLE}', '{}')",
+            cluster::local_table(MIGRATIONS_TABLE)
+        ))
+        .fetch_one()
+        .await?;
+    if present == 2 {
+        return Ok(Vec::new());
+    }
+    Ok(cluster::render(&statements, options, name)?)
+}
+
+/// Drops the schema: `database` and everything in it, on every server of
+/// the cluster if one is configured (tests clean up with this). Replicated
+/// tables leave ZooKeeper as their last replica is dropped.
+pub async fn drop_schema(client: &Client, options: &SchemaOptions) -> Result<(), SchemaError> {
+    check_database_name(&options.database)?;
+    let Some(cluster) = &options.cluster else {
+        return drop_database(client, &options.database).await;
+    };
+    check_cluster_name(cluster)?;
+    client
+        .query_raw(&format!(
+            "DROP DATABASE IF EXISTS {} ON CLUSTER {cluster}",
+            options.database
+        ))
+        .execute()
+        .await?;
+    Ok(())
 }
 
 /// The versions recorded in `database`, ascending.
@@ -189,6 +261,10 @@ fn is_repeated_add_column(statement: &str, err: &clickhouse::error::Error) -> bo
         && statement.contains(" ADD COLUMN ")
         && matches!(err, clickhouse::error::Error::BadResponse(text)
             if text.contains(DUPLICATE_COLUMN) && text.contains("already exists"))
+}
+
+fn check_cluster_name(name: &str) -> Result<(), SchemaError> {
+    check_database_name(name).map_err(|_| SchemaError::ClusterName(name.to_string()))
 }
 
 fn check_database_name(name: &str) -> Result<(), SchemaError> {

@@ -19,9 +19,23 @@ pub struct Migration {
 }
 
 impl Migration {
-    /// The statements, with the database and options filled in.
+    /// The statements, with the database and options filled in, as written:
+    /// for one server.
     pub fn statements(&self, options: &SchemaOptions) -> Vec<String> {
         (self.render)(options)
+    }
+
+    /// What [`migrate`](crate::migrate) runs: [`Self::statements`], rendered
+    /// for the cluster when `options` name one (see [`crate::cluster`]).
+    pub fn statements_for(
+        &self,
+        options: &SchemaOptions,
+    ) -> Result<Vec<String>, crate::cluster::ClusterRenderError> {
+        let statements = self.statements(options);
+        match &options.cluster {
+            None => Ok(statements),
+            Some(cluster) => crate::cluster::render(&statements, options, cluster),
+        }
     }
 }
 

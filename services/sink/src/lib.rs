@@ -152,7 +152,10 @@ fn is_transient(err: &SchemaError) -> bool {
     let inner = match err {
         SchemaError::Migration { source, .. } => source,
         SchemaError::ClickHouse(source) => source,
-        SchemaError::DatabaseName(_) | SchemaError::Version(_) => return false,
+        SchemaError::DatabaseName(_)
+        | SchemaError::Version(_)
+        | SchemaError::ClusterName(_)
+        | SchemaError::ClusterRender(_) => return false,
     };
     !matches!(inner, Error::BadResponse(_))
 }
