@@ -72,6 +72,14 @@ pub struct ClickHouseConfig {
     /// `CITYBRAIN_SINK_RAW_RETENTION_DAYS`: raw-row TTL on servers that have
     /// TTL (19.6+); 0 keeps raw rows forever.
     pub raw_retention_days: u32,
+    /// `CITYBRAIN_CLICKHOUSE_CLUSTER`: the ClickHouse cluster (a name in the
+    /// servers' `<remote_servers>`) the schema is replicated on; unset or
+    /// empty for one server. The URL must then be a server holding a
+    /// replica: inserts into the `Distributed` tables go to its local
+    /// replica, and a partition taken over from another instance is read
+    /// only once this replica holds what the other one wrote (see
+    /// `citybrain_schema::cluster`).
+    pub cluster: Option<String>,
 }
 
 /// A batch is written when any limit is reached.
@@ -142,6 +150,7 @@ impl SinkConfig {
                 insert_timeout: Duration::from_secs(5),
                 dedup_event_ids: true,
                 raw_retention_days: 400,
+                cluster: None,
             },
             batch: BatchLimits::default(),
             backoff: Backoff::default(),
@@ -210,6 +219,8 @@ impl SinkConfig {
                     "CITYBRAIN_SINK_RAW_RETENTION_DAYS",
                     defaults.clickhouse.raw_retention_days,
                 )?,
+                cluster: Some(env::string_or("CITYBRAIN_CLICKHOUSE_CLUSTER", ""))
+                    .filter(|name| !name.is_empty()),
             },
             batch: BatchLimits {
                 max_rows: env::var_or("CITYBRAIN_SINK_BATCH_MAX_ROWS", defaults.batch.max_rows)?,

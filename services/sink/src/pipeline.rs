@@ -352,6 +352,11 @@ impl Pipeline {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        // The previous owner may have written through another replica.
+        self.store
+            .await_replication()
+            .await
+            .map_err(RetryLater::Lookup)?;
         self.read_cluster_id().await?;
         let stored = self
             .store

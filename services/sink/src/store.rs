@@ -77,6 +77,8 @@ pub struct Store {
     inserts: Client,
     database: String,
     timeout: Duration,
+    /// The ClickHouse cluster the schema is replicated on, if any.
+    cluster: Option<String>,
 }
 
 impl Store {
@@ -93,6 +95,7 @@ impl Store {
             client,
             database: config.database.clone(),
             timeout: config.insert_timeout,
+            cluster: config.cluster.clone(),
         }
     }
 
@@ -103,7 +106,23 @@ impl Store {
     pub async fn migrate(&self, raw_retention_days: u32) -> Result<MigrationReport, SchemaError> {
         let mut options = SchemaOptions::new(&self.database);
         options.raw_retention_days = raw_retention_days;
+        options.cluster = self.cluster.clone();
         citybrain_schema::migrate(&self.client, &options).await
+    }
+
+    /// On a cluster, waits (within the insert timeout) until the replica this
+    /// instance reads holds every part already written through any replica,
+    /// so that what it reads next about stored rows is complete; on one
+    /// server, returns at once.
+    pub async fn await_replication(&self) -> Result<(), StoreError> {
+        if self.cluster.is_none() {
+            return Ok(());
+        }
+        self.bounded(citybrain_schema::cluster::await_replication(
+            &self.client,
+            &self.database,
+        ))
+        .await
     }
 
     /// Whether ClickHouse answers a trivial query.
