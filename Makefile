@@ -13,7 +13,7 @@ TEST_ENV := STACK_DIR=$(CURDIR)/.stack/test KAFKA_PORT=29092 BROKER_STORAGE=memo
             CLICKHOUSE_HTTP_PORT=28123 CLICKHOUSE_TCP_PORT=29000
 export CITYBRAIN_CACHE ?= $(HOME)/.cache/citybrain
 
-.PHONY: run test deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench chdb
+.PHONY: run test test-cluster deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench chdb
 
 ## Install what is missing, start the stack and the services, feed them.
 run:
@@ -27,6 +27,18 @@ test: lint deploy-check chdb
 	  CITYBRAIN_CLICKHOUSE_URL=http://127.0.0.1:28123 \
 	  CITYBRAIN_CHDB_PYTHON="$$(bash tests/chdb/install.sh)" \
 	  cargo test --workspace --locked
+	@$(MAKE) --no-print-directory test-cluster
+
+## The replicated ClickHouse: ZooKeeper and two ClickHouse replicas of one
+## shard on loopback (deploy/local/cluster.sh, .stack/cluster), the cluster
+## schema, and the scale-out test (2 ingests, 3 sink processes, a sink killed
+## and a replica stopped mid-stream). Stops the cluster afterwards.
+test-cluster:
+	cargo build -p citybrain-sink --bin citybrain-sink --locked
+	@rc=0; \
+	  cargo test -p citybrain-schema --test cluster --locked -- --ignored || rc=$$?; \
+	  [ $$rc -ne 0 ] || cargo test -p citybrain-tests --test scale_out --locked -- --ignored --nocapture || rc=$$?; \
+	  bash deploy/local/cluster.sh down; exit $$rc
 
 ## Current ClickHouse in-process (PyPI chdb-core) for the test that runs
 ## every statement on 18.16 and on it; installed once into $(CITYBRAIN_CACHE).
