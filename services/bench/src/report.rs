@@ -272,7 +272,7 @@ impl Results {
              {:.1} s: {} rows/s between first and last rows, {} rows/s counting from start. \
              The ceiling inserted the same events, decoded into the sink's own row types, into \
              a second fresh database with the same schema (so the same materialized views \
-             ran), one INSERT per raw table per 50,000 events, one client: {:.1} s.\n",
+             ran), one INSERT per raw table per 50,000 events (a batch's tables concurrently, as the sink writes them), one client: {:.1} s.\n",
             thousands(d.rows as f64),
             d.first_rows_after_s,
             thousands(d.rows as f64),

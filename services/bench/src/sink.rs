@@ -84,7 +84,7 @@ pub async fn wait_for_rows(
 
 /// The ceiling: decodes `records` into the sink's own row types (not timed),
 /// then inserts them in batches of `batch_rows` events, one INSERT per raw
-/// table per batch as the sink does, one after another.
+/// table per batch as the sink does (tables concurrently, batches in turn).
 pub async fn direct_insert(
     client: &Client,
     db: &str,
@@ -109,17 +109,26 @@ pub async fn direct_insert(
     }
     let client = client.clone().with_database(db);
     let started = Instant::now();
+    // Each batch's tables concurrently, as the sink writes them; batches one
+    // after another.
     for t in &batches {
-        insert(&client, Kind::ConnectorStatus, &t.connector_status).await?;
-        insert(&client, Kind::MeterSample, &t.meter_sample).await?;
-        insert(&client, Kind::ChargingSession, &t.charging_session).await?;
-        insert(&client, Kind::ParkingSiteCounts, &t.parking_site_counts).await?;
-        insert(&client, Kind::ParkingSpotStatus, &t.parking_spot_status).await?;
-        insert(&client, Kind::VehiclePosition, &t.vehicle_position).await?;
-        insert(&client, Kind::PatrolCheckIn, &t.patrol_check_in).await?;
-        insert(&client, Kind::BinReading, &t.bin_reading).await?;
-        insert(&client, Kind::WasteCollection, &t.waste_collection).await?;
-        insert(&client, Kind::ServiceRequest, &t.service_request).await?;
+        let done = tokio::join!(
+            insert(&client, Kind::ConnectorStatus, &t.connector_status),
+            insert(&client, Kind::MeterSample, &t.meter_sample),
+            insert(&client, Kind::ChargingSession, &t.charging_session),
+            insert(&client, Kind::ParkingSiteCounts, &t.parking_site_counts),
+            insert(&client, Kind::ParkingSpotStatus, &t.parking_spot_status),
+            insert(&client, Kind::VehiclePosition, &t.vehicle_position),
+            insert(&client, Kind::PatrolCheckIn, &t.patrol_check_in),
+            insert(&client, Kind::BinReading, &t.bin_reading),
+            insert(&client, Kind::WasteCollection, &t.waste_collection),
+            insert(&client, Kind::ServiceRequest, &t.service_request),
+        );
+        for result in [
+            done.0, done.1, done.2, done.3, done.4, done.5, done.6, done.7, done.8, done.9,
+        ] {
+            result?;
+        }
     }
     let took = started.elapsed();
     Ok(crate::ingest::Throughput {

@@ -97,7 +97,6 @@ macro_rules! each_table {
         }
     }};
 }
-pub(crate) use each_table;
 
 macro_rules! impl_table_row {
     ($($name:ident),*) => {$(
