@@ -32,7 +32,14 @@ install() {
   bash "$CITYBRAIN_ROOT/deploy/local/clickhouse.sh" install
 }
 
-zk_ok() { [ "$(exec 3<>"/dev/tcp/127.0.0.1/$CLUSTER_ZOOKEEPER_PORT" && printf 'ruok' >&3 && head -c 4 <&3)" = "imok" ]; }
+# Serving sessions, not merely running: `ruok` answers imok while the server
+# still loads its database, and ClickHouse 18.16 loading replicated tables
+# then fails its ZooKeeper handshake and aborts (seen here).
+zk_ok() {
+  local answer
+  answer="$(exec 3<>"/dev/tcp/127.0.0.1/$CLUSTER_ZOOKEEPER_PORT" && printf 'srvr' >&3 && cat <&3)" || return 1
+  grep -q '^Mode: ' <<<"$answer"
+}
 
 start_zookeeper() {
   if pid_alive "$zk_pidfile" && port_open "$CLUSTER_ZOOKEEPER_PORT"; then
@@ -45,10 +52,10 @@ start_zookeeper() {
   mkdir -p "$zk_dir"/{data,log}
   sed -e "s|@DIR@|$zk_dir|g" -e "s|@PORT@|$CLUSTER_ZOOKEEPER_PORT|g" \
       "$templates/zoo.cfg.in" > "$zk_dir/zoo.cfg"
-  # "ruok" must be allowed for the readiness probe (3.5+ whitelists words).
+  # "srvr" must be allowed for the readiness probe (3.5+ whitelists words).
   say "starting zookeeper (127.0.0.1:$CLUSTER_ZOOKEEPER_PORT, data in $zk_dir)"
   (cd "$zk_dir" && ZOO_LOG_DIR="$zk_dir/log" ZOO_LOG4J_PROP="INFO,ROLLINGFILE" \
-      SERVER_JVMFLAGS="-Xmx256m -Dzookeeper.4lw.commands.whitelist=ruok" \
+      SERVER_JVMFLAGS="-Xmx256m -Dzookeeper.4lw.commands.whitelist=srvr" \
       exec setsid "$ZOOKEEPER_HOME/bin/zkServer.sh" start-foreground "$zk_dir/zoo.cfg" \
       >>"$zk_dir/log/stdout.log" 2>&1 </dev/null) &
   echo $! > "$zk_pidfile"
