@@ -118,11 +118,15 @@ impl Store {
         if self.cluster.is_none() {
             return Ok(());
         }
-        self.bounded(citybrain_schema::cluster::await_replication(
-            &self.client,
-            &self.database,
-        ))
-        .await
+        let wait = citybrain_schema::cluster::await_replication(&self.client, &self.database);
+        match tokio::time::timeout(self.timeout, wait).await {
+            Ok(result) => result.map_err(|err| classify(&err)),
+            // Usually a replica that is down holds parts this one lacks.
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "this replica has not fetched every part written through the others within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
     }
 
     /// Whether ClickHouse answers a trivial query.
