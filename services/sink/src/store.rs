@@ -6,6 +6,7 @@ use crate::config::ClickHouseConfig;
 use citybrain_proto::feed::Kind;
 use citybrain_schema::{LINEAGE_TABLE, MigrationReport, SchemaError, SchemaOptions};
 use clickhouse::Client;
+use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
@@ -30,6 +31,9 @@ impl StoreError {
 }
 
 /// ClickHouse exception codes that blame the inserted data.
+/// Event-id lookups of one table in flight at once.
+const LOOKUPS_IN_FLIGHT: usize = 4;
+
 const DATA_ERROR_CODES: &[u32] = &[
     6,   // CANNOT_PARSE_TEXT
     27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
@@ -163,9 +167,9 @@ impl Store {
         table: &str,
         rows: &[R],
     ) -> Result<HashSet<Uuid>, StoreError> {
-        let mut found = HashSet::new();
-        // Bounded query size (max_query_size is 256 KiB by default).
-        for chunk in rows.chunks(1000) {
+        // Bounded query size (max_query_size is 256 KiB by default); a few
+        // lookups in flight, since each waits mostly on the round trip.
+        let lookups = rows.chunks(1000).map(|chunk| {
             let tenants: BTreeSet<&str> = chunk.iter().map(|r| r.device().0).collect();
             let devices: BTreeSet<&str> = chunk.iter().map(|r| r.device().1).collect();
             let from = chunk
@@ -192,12 +196,23 @@ impl Store {
                 devices = list(devices),
                 ids = ids.join(", "),
             );
-            let stored: Vec<String> = self
-                .bounded(self.client.query_raw(&sql).fetch_all())
-                .await?;
-            found.extend(stored.iter().filter_map(|id| Uuid::parse_str(id).ok()));
-        }
-        Ok(found)
+            async move {
+                self.bounded(self.client.query_raw(&sql).fetch_all::<String>())
+                    .await
+            }
+        });
+        // Collected first: a stream over the lazy iterator is not `Send`
+        // (its closure's borrows trip rustc's higher-ranked lifetime check).
+        let lookups: Vec<_> = lookups.collect();
+        let answers: Vec<Vec<String>> = futures::stream::iter(lookups)
+            .buffer_unordered(LOOKUPS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        Ok(answers
+            .iter()
+            .flatten()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect())
     }
 
     /// What the lineage table says is stored of `topics` in the logs of the
