@@ -19,7 +19,7 @@
 use citybrain_proto::events::v1::Event;
 use citybrain_query::config::{ClickHouseConfig as QueryClickHouse, Limits, QueryConfig};
 use citybrain_simulator::client::{Counters, IngestClient};
-use citybrain_simulator::clock::{self, HOUR, MINUTE};
+use citybrain_simulator::clock::{self, DAY, HOUR, MINUTE};
 use citybrain_simulator::{Town, TownConfig};
 use citybrain_tests::*;
 use clickhouse::Client;
@@ -139,9 +139,19 @@ impl Drop for SinkProcess {
     }
 }
 
-/// The town's events of the last hours before `now`, the first `n`.
-fn town_events(now: clock::Millis, n: usize) -> Vec<Event> {
-    let origin = now - 24 * HOUR;
+/// Where the streamed part of the town's history starts: 06:00 (local) of
+/// the latest day before today that is not a Sunday, so the window holds a
+/// working day (patrols have no Sunday shifts) and lies wholly in the past.
+fn town_origin(now: clock::Millis) -> clock::Millis {
+    let mut day = clock::local_midnight(now) - DAY;
+    while clock::local_weekday_is_sunday(day + 12 * HOUR) {
+        day -= DAY;
+    }
+    day + 6 * HOUR
+}
+
+/// The town's first `n` events from `origin`, all before `now`.
+fn town_events(origin: clock::Millis, now: clock::Millis, n: usize) -> Vec<Event> {
     let events: Vec<Event> = Town::new(TownConfig {
         seed: 6,
         origin,
@@ -267,8 +277,20 @@ async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stoppe
         .collect();
 
     let now = clock::from_system(SystemTime::now());
-    let events = town_events(now, EVENTS);
+    let origin = town_origin(now);
+    let events = town_events(origin, now, EVENTS);
     let expected = per_kind(&events);
+    for kind in [
+        Kind::ParkingSiteCounts,
+        Kind::VehiclePosition,
+        Kind::PatrolCheckIn,
+        Kind::ServiceRequest,
+    ] {
+        assert!(
+            expected.contains_key(&kind),
+            "no {kind:?} in the stream: {expected:?}"
+        );
+    }
     eprintln!(
         "[{:>5.1?}] streaming {EVENTS} events through two ingests: {expected:?}",
         started.elapsed()
@@ -332,11 +354,12 @@ async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stoppe
         started.elapsed()
     );
     reach(45).await;
-    cluster_script(&["stop-replica", "2"]);
     eprintln!(
-        "[{:>5.1?}] 45% sent: stopped ClickHouse replica 2 (sink-2's server)",
+        "[{:>5.1?}] 45% sent: stopping ClickHouse replica 2 (sink-2's and sink-4's server)",
         started.elapsed()
     );
+    cluster_script(&["stop-replica", "2"]);
+    eprintln!("[{:>5.1?}] replica 2 stopped", started.elapsed());
     reach(75).await;
     cluster_script(&["start-replica", "2"]);
     eprintln!(
@@ -454,7 +477,7 @@ async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stoppe
     );
 
     // The query service, unchanged, through each server's Distributed tables.
-    let from = citybrain_query::time::format((now - 25 * HOUR) / 1000);
+    let from = citybrain_query::time::format((origin - HOUR) / 1000);
     let to = citybrain_query::time::format((now + HOUR) / 1000);
     for (replica, url) in REPLICA_URLS.iter().enumerate() {
         let http = query_service(url, &db, &dir).await;
