@@ -35,9 +35,12 @@ install() {
 # Serving sessions, not merely running: `ruok` answers imok while the server
 # still loads its database, and ClickHouse 18.16 loading replicated tables
 # then fails its ZooKeeper handshake and aborts (seen here).
+# A server that is starting may take the connection and never answer: each
+# probe is bounded.
 zk_ok() {
   local answer
-  answer="$(exec 3<>"/dev/tcp/127.0.0.1/$CLUSTER_ZOOKEEPER_PORT" && printf 'srvr' >&3 && cat <&3)" || return 1
+  answer="$(timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && printf srvr >&3 && exec cat <&3' \
+      "$CLUSTER_ZOOKEEPER_PORT")" || return 1
   grep -q '^Mode: ' <<<"$answer"
 }
 
