@@ -37,7 +37,15 @@ const EVENTS: usize = 48_000;
 const STREAM: Duration = Duration::from_secs(48);
 const CHUNK: usize = 250;
 
-fn cluster_script(args: &[&str]) {
+/// Runs `deploy/local/cluster.sh args` off the runtime's threads (stopping a
+/// replica takes ~20 s; the stream must go on meanwhile).
+async fn cluster_script(args: &'static [&'static str]) {
+    tokio::task::spawn_blocking(move || cluster_script_blocking(args))
+        .await
+        .expect("cluster.sh task");
+}
+
+fn cluster_script_blocking(args: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/cluster.sh");
     let status = Command::new("bash")
         .arg(script)
@@ -245,7 +253,7 @@ async fn query_service(url: &str, db: &str, dir: &Path) -> std::net::SocketAddr 
 #[ignore = "starts ZooKeeper, two ClickHouse servers and sink processes: make test-cluster"]
 async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stopped_replica() {
     let started = Instant::now();
-    cluster_script(&["up"]);
+    cluster_script(&["up"]).await;
     let replicas = REPLICA_URLS.map(clickhouse);
     let db = format!(
         "test_scale_{}",
@@ -358,10 +366,10 @@ async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stoppe
         "[{:>5.1?}] 45% sent: stopping ClickHouse replica 2 (sink-2's and sink-4's server)",
         started.elapsed()
     );
-    cluster_script(&["stop-replica", "2"]);
+    cluster_script(&["stop-replica", "2"]).await;
     eprintln!("[{:>5.1?}] replica 2 stopped", started.elapsed());
     reach(75).await;
-    cluster_script(&["start-replica", "2"]);
+    cluster_script(&["start-replica", "2"]).await;
     eprintln!(
         "[{:>5.1?}] 75% sent: started replica 2 again",
         started.elapsed()
