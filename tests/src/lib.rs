@@ -7,6 +7,8 @@
 //! public `serve` functions. Every test works under its own topic prefix, so
 //! tests never see each other's events.
 
+pub mod grafana;
+
 use citybrain_ingest::config::{BatchLimits, IngestConfig, KafkaConfig};
 use citybrain_ingest::validate::Limits;
 use rdkafka::{

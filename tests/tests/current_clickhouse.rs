@@ -29,8 +29,6 @@
 //! chdb-core; `make test` installs it (`tests/chdb/install.sh`, cached
 //! outside the checkout) and sets it. Without it the test fails.
 
-#[path = "current_clickhouse/grafana.rs"]
-mod grafana;
 #[path = "current_clickhouse/recorder.rs"]
 mod recorder;
 
@@ -45,8 +43,8 @@ use citybrain_schema::{MIGRATIONS, MIGRATIONS_TABLE, SchemaOptions, ServerVersio
 use citybrain_sink::batch::{TableRow, Tables};
 use citybrain_sink::pipeline::{chain_statuses, table_name};
 use citybrain_sink::rows::{Lineage, decode};
+use citybrain_tests::grafana::{Choices, TimeRange, expand};
 use citybrain_tests::*;
-use grafana::{Choices, TimeRange, expand};
 use recorder::{Recorded, Recorder};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};

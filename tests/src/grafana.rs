@@ -1,7 +1,6 @@
 //! Grafana's ClickHouse macros, expanded the way the plugin does, so that
-//! dashboard SQL can be run outside Grafana. Same rules as
-//! `tests/dashboards.rs` (which keeps its own copy, being another test
-//! binary); `macros_expand_like_the_plugin` below pins the same example.
+//! dashboard SQL can be run outside Grafana (the dashboards test on 18.16,
+//! the current-ClickHouse test on chdb).
 
 use std::collections::BTreeMap;
 
