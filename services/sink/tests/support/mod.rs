@@ -10,9 +10,6 @@
 
 use citybrain_ingest::samples;
 use citybrain_proto::events::v1::{Event, event::Payload};
-use citybrain_proto::ingest::v1::{
-    IngestRequest, Outcome, ingest_service_client::IngestServiceClient,
-};
 use citybrain_sink::config::SinkConfig;
 use citybrain_tests::{FULL_KEY, Kind, RunningIngest, eventually, scratch_dir};
 use clickhouse::Client;
@@ -165,46 +162,10 @@ fn set_identity(event: &mut Event, device: usize, i: usize) {
     }
 }
 
-/// Sends `events` through ingest in batches until every one is accepted,
-/// resending those answered RETRYABLE with the same ids, as a vendor must.
+/// Sends `events` through ingest with the full-access key until every one
+/// is accepted, resending those answered RETRYABLE with the same ids.
 pub async fn send(ingest: &RunningIngest, events: Vec<Event>) {
-    let mut client = IngestServiceClient::connect(ingest.endpoint())
-        .await
-        .expect("connect ingest");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    for chunk in events.chunks(500) {
-        let mut pending = chunk.to_vec();
-        while !pending.is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "ingest kept answering RETRYABLE"
-            );
-            let mut request = tonic::Request::new(IngestRequest {
-                events: pending.clone(),
-            });
-            request
-                .metadata_mut()
-                .insert("x-api-key", FULL_KEY.parse().unwrap());
-            let retry: Vec<Event> = match client.ingest(request).await {
-                Ok(response) => response
-                    .into_inner()
-                    .results
-                    .iter()
-                    .filter_map(|result| match Outcome::try_from(result.outcome) {
-                        Ok(Outcome::Accepted) => None,
-                        Ok(Outcome::Retryable) => Some(pending[result.index as usize].clone()),
-                        _ => panic!("ingest did not accept an event: {result:?}"),
-                    })
-                    .collect(),
-                Err(status) if status.code() == tonic::Code::Unavailable => pending.clone(),
-                Err(status) => panic!("ingest call failed: {status}"),
-            };
-            if !retry.is_empty() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            pending = retry;
-        }
-    }
+    citybrain_tests::ingest_all(ingest, FULL_KEY, events).await;
 }
 
 /// `SELECT <expr>` over a table of `database`, as a number.
