@@ -105,17 +105,7 @@ impl IngestConfig {
         let defaults = BatchLimits::default();
         let validation_defaults = Limits::default();
         let kafka_defaults = KafkaConfig::new("127.0.0.1:19092");
-        let production = match env::string_or("CITYBRAIN_ENV", "development").as_str() {
-            "production" => true,
-            "development" => false,
-            other => {
-                return Err(ConfigError::Invalid {
-                    name: "CITYBRAIN_ENV",
-                    value: other.to_string(),
-                    reason: "expected production or development".into(),
-                });
-            }
-        };
+        let production = env::is_production()?;
         let compression =
             env::string_or("CITYBRAIN_INGEST_COMPRESSION", &kafka_defaults.compression);
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str()) {

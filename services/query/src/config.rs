@@ -104,17 +104,7 @@ impl QueryConfig {
     /// Reads every setting, failing on the first invalid one.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Limits::default();
-        let production = match env::string_or("CITYBRAIN_ENV", "development").as_str() {
-            "production" => true,
-            "development" => false,
-            other => {
-                return Err(ConfigError::Invalid {
-                    name: "CITYBRAIN_ENV",
-                    value: other.to_string(),
-                    reason: "expected production or development".into(),
-                });
-            }
-        };
+        let production = env::is_production()?;
         let database = env::string_or("CITYBRAIN_CLICKHOUSE_DATABASE", "citybrain");
         if database.is_empty()
             || database.starts_with(|c: char| c.is_ascii_digit())

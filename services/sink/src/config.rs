@@ -159,17 +159,7 @@ impl SinkConfig {
 
     /// Reads every setting, failing on the first invalid one.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let production = match env::string_or("CITYBRAIN_ENV", "development").as_str() {
-            "production" => true,
-            "development" => false,
-            other => {
-                return Err(ConfigError::Invalid {
-                    name: "CITYBRAIN_ENV",
-                    value: other.to_string(),
-                    reason: "expected production or development".into(),
-                });
-            }
-        };
+        let production = env::is_production()?;
         let defaults = Self::new("127.0.0.1:19092", "http://127.0.0.1:18123");
         // Production keeps Kafka's own group timeouts.
         let (session, poll, insert) = if production {

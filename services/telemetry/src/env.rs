@@ -67,6 +67,21 @@ pub fn bool_or(name: &'static str, default: bool) -> Result<bool, ConfigError> {
     }
 }
 
+/// `CITYBRAIN_ENV`: `production` or `development` (the default). Production
+/// refuses development conveniences (keys in clear, the development key) and
+/// keeps Kafka's own timeouts.
+pub fn is_production() -> Result<bool, ConfigError> {
+    match string_or("CITYBRAIN_ENV", "development").as_str() {
+        "production" => Ok(true),
+        "development" => Ok(false),
+        other => Err(ConfigError::Invalid {
+            name: "CITYBRAIN_ENV",
+            value: other.to_string(),
+            reason: "expected production or development".into(),
+        }),
+    }
+}
+
 /// Reads `key=value,key=value` pairs (e.g. pass-through client settings);
 /// empty when unset.
 pub fn key_values(name: &'static str) -> Result<Vec<(String, String)>, ConfigError> {
