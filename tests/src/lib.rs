@@ -501,6 +501,19 @@ impl RunningSink {
         http_get(self.admin_addr, path).await
     }
 
+    /// Rows the sink's INSERTs have stored so far (its own counter). Unlike
+    /// counting raw rows in ClickHouse, this is reached only once the views
+    /// fed by the same INSERTs (roll-ups, latest state) have written too: a
+    /// raw part is visible before them.
+    pub async fn rows_inserted(&self) -> u64 {
+        let (_, metrics) = self.admin_get("/metrics").await;
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(citybrain_sink::metrics::ROWS_INSERTED))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     /// Stops gracefully (flush and commit) and returns how `serve` ended.
     pub async fn shutdown(mut self) -> Result<(), citybrain_sink::ServeError> {
         if let Some(stop) = self.stop.take() {

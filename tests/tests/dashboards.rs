@@ -363,13 +363,14 @@ async fn every_panel_query_runs_on_clickhouse_with_pipeline_data() {
         .with_validation(false)
         .with_database(&database);
     let expected = events.len() as u64;
-    eventually(Duration::from_secs(60), "the sink to store every event", || {
-        let ch = ch.clone();
-        async move {
-            let sql = "SELECT toUInt64(sum(rows)) FROM system.parts WHERE database = currentDatabase() AND active AND table LIKE 'raw\\_%'";
-            ch.query(sql).fetch_one::<u64>().await.is_ok_and(|rows| rows >= expected)
-        }
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the sink to store every event",
+        || {
+            let sink = &sink;
+            async move { sink.rows_inserted().await >= expected }
+        },
+    )
     .await;
 
     let epoch = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();

@@ -99,6 +99,17 @@ async fn every_event_lands_once_and_the_rollups_agree() {
     let client = clickhouse(&url);
     let expected: Vec<(Kind, u64)> = Kind::ALL.iter().map(|k| (*k, PER_KIND as u64)).collect();
     assert_exact_rows(&client, &db, &expected, Duration::from_secs(60)).await;
+    // The roll-ups below are written by the same INSERTs, after the raw parts.
+    let total = sent.len() as u64;
+    eventually(
+        Duration::from_secs(30),
+        "the sink's INSERTs to return",
+        || {
+            let sink = &sink;
+            async move { sink.rows_inserted().await >= total }
+        },
+    )
+    .await;
     eprintln!(
         "{} events visible in ClickHouse {:?} after the first was sent",
         sent.len(),
