@@ -89,41 +89,33 @@ async fn kill_9_mid_stream_loses_nothing_and_counts_nothing_twice() {
     let expected: Vec<(Kind, u64)> = KINDS.iter().map(|k| (*k, PER_KIND as u64)).collect();
     assert_exact_rows(&client, &db, &expected, Duration::from_secs(120)).await;
     for res in ["5m", "1h"] {
-        let checked = number(
+        settles_to(
             &client,
+            &format!("{PER_KIND} check-ins counted in the {res} roll-up"),
             &format!("SELECT sum(check_ins) FROM {db}.patrol_compliance_{res}"),
+            PER_KIND as f64,
         )
         .await;
-        assert_eq!(
-            checked as usize, PER_KIND,
-            "check-ins counted in the {res} roll-up"
-        );
-        let transitions = number(
+        settles_to(
             &client,
+            &format!("{PER_KIND} request transitions in the {res} roll-up"),
             &format!("SELECT sum(transitions) FROM {db}.service_requests_{res}"),
+            PER_KIND as f64,
         )
         .await;
-        assert_eq!(
-            transitions as usize, PER_KIND,
-            "request transitions in the {res} roll-up"
-        );
     }
     // Every connector-status interval is counted once: the roll-up's seconds
     // equal the raw rows' own intervals.
-    let rollup = number(
+    settles_equal(
         &client,
+        "time in status: roll-up equal to the raw rows' intervals",
         &format!("SELECT sum(seconds) FROM {db}.charger_status_5m"),
-    )
-    .await;
-    let raw = number(
-        &client,
         &format!(
             "SELECT sum(toUInt32(observed_at) - toUInt32(prev_observed_at)) FROM {db}.raw_connector_status
              WHERE prev_status != '' AND observed_at > prev_observed_at"
         ),
     )
     .await;
-    assert_eq!(rollup, raw, "time in status");
     let devices = number(
         &client,
         &format!("SELECT uniqExact(device_id) FROM {db}.raw_connector_status"),

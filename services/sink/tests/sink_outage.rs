@@ -88,24 +88,20 @@ async fn clickhouse_outage_pauses_and_recovers_without_loss() {
     )
     .await;
     for res in ["5m", "1h"] {
-        let reports = number(
+        settles_to(
             &client,
+            &format!("{PER_KIND} parking reports in the {res} roll-up"),
             &format!("SELECT countMerge(reports) FROM {db}.parking_occupancy_{res}"),
+            PER_KIND as f64,
         )
         .await;
-        assert_eq!(
-            reports as usize, PER_KIND,
-            "parking reports in the {res} roll-up"
-        );
-        let positions = number(
+        settles_to(
             &client,
+            &format!("{PER_KIND} positions in the {res} roll-up"),
             &format!("SELECT countMerge(positions) FROM {db}.vehicle_movement_{res}"),
+            PER_KIND as f64,
         )
         .await;
-        assert_eq!(
-            positions as usize, PER_KIND,
-            "positions in the {res} roll-up"
-        );
     }
 
     sink.shutdown().await.expect("graceful stop");

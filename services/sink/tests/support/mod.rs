@@ -177,6 +177,25 @@ pub async fn number(client: &Client, sql: &str) -> f64 {
         .unwrap_or_else(|err| panic!("{sql}: {err}"))
 }
 
+/// Waits until `SELECT <sql>` answers `want`. For tables the views write: a
+/// raw part is visible before the views fed by the same INSERT have written,
+/// so right after the raw counts are reached a roll-up may still lag.
+pub async fn settles_to(client: &Client, what: &str, sql: &str, want: f64) {
+    eventually(Duration::from_secs(30), what, || async move {
+        number(client, sql).await == want
+    })
+    .await;
+}
+
+/// Waits until `SELECT <a>` and `SELECT <b>` answer the same (see
+/// [`settles_to`]).
+pub async fn settles_equal(client: &Client, what: &str, a: &str, b: &str) {
+    eventually(Duration::from_secs(30), what, || async move {
+        number(client, a).await == number(client, b).await
+    })
+    .await;
+}
+
 /// Rows in `database.table`, counted plainly (no FINAL: what a roll-up sees).
 pub async fn rows(client: &Client, database: &str, table: &str) -> u64 {
     number(client, &format!("SELECT count() FROM {database}.{table}")).await as u64
