@@ -11,31 +11,25 @@
 //! - Anything else (a wrong key, a batch over the limits) is fatal.
 
 use crate::rng::Rng;
+use citybrain_ingest_client::{EventOutcome, retryable_call};
 use citybrain_proto::events::v1::Event;
 use citybrain_proto::feed::Kind;
-use citybrain_proto::ingest::v1::{
-    IngestRequest, Outcome, ReasonCode, ingest_service_client::IngestServiceClient,
-};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request};
+use tonic::Code;
 
 /// Backoff before the first retry; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// Largest answer we accept (one result per event, with messages).
-const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// How long one call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A failure that retrying will not fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("invalid ingest URL {url:?}: {reason}")]
-    Url { url: String, reason: String },
-    #[error("the API key cannot be sent as gRPC metadata (it must be printable ASCII)")]
-    Key,
+    #[error(transparent)]
+    Setup(#[from] citybrain_ingest_client::ClientError),
     #[error("ingest refused the call: {code:?}: {message}")]
     Refused { code: Code, message: String },
 }
@@ -63,29 +57,18 @@ impl Counters {
     }
 }
 
-/// A cheap-to-clone ingest client.
+/// A cheap-to-clone ingest client that retries until every event is answered.
 #[derive(Clone)]
 pub struct IngestClient {
-    grpc: IngestServiceClient<Channel>,
-    api_key: AsciiMetadataValue,
+    inner: citybrain_ingest_client::IngestClient,
 }
 
 impl IngestClient {
     /// Connects lazily: an ingest that is not up yet is retried like any
     /// unavailable one.
     pub fn new(url: &str, api_key: &str) -> Result<Self, ClientError> {
-        let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|err| ClientError::Url {
-                url: url.into(),
-                reason: err.to_string(),
-            })?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .tcp_nodelay(true);
-        let grpc = IngestServiceClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(MAX_RESPONSE_BYTES);
-        let api_key = api_key.parse().map_err(|_| ClientError::Key)?;
-        Ok(Self { grpc, api_key })
+        let inner = citybrain_ingest_client::IngestClient::new(url, api_key, CALL_TIMEOUT)?;
+        Ok(Self { inner })
     }
 
     /// Sends `events` until each is accepted, a duplicate or rejected.
@@ -102,47 +85,45 @@ impl IngestClient {
                 tokio::time::sleep(backoff(attempt)).await;
             }
             attempt += 1;
-            let mut request = Request::new(IngestRequest {
-                events: events.clone(),
-            });
-            request
-                .metadata_mut()
-                .insert("x-api-key", self.api_key.clone());
-            let response = match self.grpc.clone().ingest(request).await {
-                Ok(response) => response.into_inner(),
-                Err(status) if retry_call(status.code()) => {
+            let answers = match self.inner.ingest(events.clone()).await {
+                Ok(answers) => answers,
+                Err(err) if retryable_call(err.code) => {
                     counters.failed_calls.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
-                        code = ?status.code(),
-                        message = status.message(),
+                        code = ?err.code,
+                        message = %err.message,
                         events = events.len(),
                         attempt,
                         "ingest call failed; retrying the batch"
                     );
                     continue;
                 }
-                Err(status) => {
+                Err(err) => {
                     return Err(ClientError::Refused {
-                        code: status.code(),
-                        message: status.message().to_string(),
+                        code: err.code,
+                        message: err.message,
                     });
                 }
             };
             let mut again = Vec::new();
-            for (result, event) in response.results.iter().zip(events) {
-                match Outcome::try_from(result.outcome).unwrap_or(Outcome::Unspecified) {
-                    Outcome::Accepted => Counters::add(&counters.accepted, 1),
-                    Outcome::Duplicate => Counters::add(&counters.duplicates, 1),
-                    Outcome::Retryable => again.push(event),
-                    Outcome::Rejected | Outcome::Unspecified => {
+            for (answer, event) in answers.into_iter().zip(events) {
+                match answer.outcome {
+                    EventOutcome::Accepted => Counters::add(&counters.accepted, 1),
+                    EventOutcome::Duplicate => Counters::add(&counters.duplicates, 1),
+                    EventOutcome::Retryable { .. } => again.push(event),
+                    EventOutcome::Rejected {
+                        reason,
+                        field,
+                        message,
+                    } => {
                         Counters::add(&counters.rejected, 1);
                         tracing::error!(
-                            event_id = %result.event_id,
+                            event_id = %answer.event_id,
                             device_id = %event.device_id,
                             kind = event.payload.as_ref().map_or("none", |p| Kind::of(p).as_str()),
-                            reason = ReasonCode::try_from(result.reason).map_or("unknown", |r| r.as_str_name()),
-                            field = %result.field,
-                            message = %result.message,
+                            reason = reason.as_str_name(),
+                            field = %field,
+                            message = %message,
                             "ingest rejected a simulated event (a simulator bug)"
                         );
                     }
@@ -159,19 +140,6 @@ impl IngestClient {
         }
         Ok(())
     }
-}
-
-/// Whole-call failures worth retrying unchanged.
-fn retry_call(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unavailable
-            | Code::ResourceExhausted
-            | Code::DeadlineExceeded
-            | Code::Cancelled
-            | Code::Aborted
-            | Code::Unknown
-    )
 }
 
 /// Capped exponential backoff with full jitter (between half and all of it).
@@ -203,14 +171,5 @@ mod tests {
         }
         assert!(backoff(1) <= FIRST_BACKOFF);
         assert!(backoff(20) >= MAX_BACKOFF / 2);
-    }
-
-    #[test]
-    fn only_transient_failures_are_retried() {
-        assert!(retry_call(Code::Unavailable));
-        assert!(retry_call(Code::ResourceExhausted));
-        assert!(!retry_call(Code::Unauthenticated));
-        assert!(!retry_call(Code::InvalidArgument));
-        assert!(!retry_call(Code::PermissionDenied));
     }
 }
