@@ -55,13 +55,14 @@ fn payload(kind: Kind) -> (&'static str, Payload) {
                 station_id: "HBY-CP-03".into(),
                 connector_id: 1,
                 transaction_id: "tx-1001".into(),
-                energy_active_import_wh: 120_450.0,
+                energy_active_import_wh: Some(120_450.0),
                 power_active_import_w: Some(6_900.0),
                 current_import_a: vec![30.0],
                 voltage_v: vec![230.0],
                 soc_percent: Some(54.0),
                 temperature_c: Some(31.5),
                 site: "后北营家园".into(),
+                offline: false,
             }),
         ),
         Kind::ChargingSession => (
@@ -73,7 +74,7 @@ fn payload(kind: Kind) -> (&'static str, Payload) {
                 phase: ev::SessionPhase::Ended as i32,
                 id_token_hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
                     .into(),
-                meter_start_wh: 100_000.0,
+                meter_start_wh: Some(100_000.0),
                 meter_stop_wh: Some(121_000.0),
                 energy_kwh: Some(21.0),
                 duration_s: Some(3 * 3600),
@@ -83,6 +84,7 @@ fn payload(kind: Kind) -> (&'static str, Payload) {
                 fee_total_cny: Some(21.00),
                 started_at: None,
                 site: "后北营家园".into(),
+                offline: false,
             }),
         ),
         Kind::ParkingSiteCounts => (

@@ -164,6 +164,7 @@ impl IngestHandler {
                 continue;
             }
             event.event_id = event_id.clone();
+            validate::normalise(&mut event);
             let key = format!("{}/{}", who.tenant, event.device_id);
             let record = IngestedEvent {
                 event: Some(event),

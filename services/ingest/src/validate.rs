@@ -165,7 +165,7 @@ fn location(loc: &Location) -> Check {
 
 fn connector_status(p: &ev::ConnectorStatus) -> Check {
     id("connector_status.station_id", &p.station_id)?;
-    positive_u32("connector_status.connector_id", p.connector_id)?;
+    // connector_id 0 is the station as a whole (OCPP connectorId 0).
     required_enum::<ConnectorStatusValue>("connector_status.status", p.status)?;
     optional_enum::<ChargePointErrorCode>("connector_status.error_code", p.error_code)?;
     text(
@@ -184,16 +184,16 @@ fn connector_status(p: &ev::ConnectorStatus) -> Check {
 
 fn meter_sample(p: &ev::MeterSample) -> Check {
     id("meter_sample.station_id", &p.station_id)?;
-    positive_u32("meter_sample.connector_id", p.connector_id)?;
+    // connector_id 0 is the station's main meter (OCPP evseId 0).
     text(
         "meter_sample.transaction_id",
         &p.transaction_id,
         MAX_ID_BYTES,
     )?;
-    non_negative(
-        "meter_sample.energy_active_import_wh",
-        p.energy_active_import_wh,
-    )?;
+    // Absent when the charger reported only power or current.
+    if let Some(energy) = p.energy_active_import_wh {
+        non_negative("meter_sample.energy_active_import_wh", energy)?;
+    }
     if let Some(power) = p.power_active_import_w {
         non_negative("meter_sample.power_active_import_w", power)?;
     }
@@ -238,10 +238,10 @@ fn charging_session(p: &ev::ChargingSession) -> Check {
         &p.id_token_hash,
         MAX_ID_BYTES,
     )?;
-    non_negative("charging_session.meter_start_wh", p.meter_start_wh)?;
     optional_timestamp("charging_session.started_at", p.started_at.as_ref())?;
     text("charging_session.site", &p.site, MAX_ID_BYTES)?;
     let optional_amounts = [
+        ("charging_session.meter_start_wh", p.meter_start_wh),
         ("charging_session.meter_stop_wh", p.meter_stop_wh),
         ("charging_session.energy_kwh", p.energy_kwh),
         (
@@ -257,24 +257,19 @@ fn charging_session(p: &ev::ChargingSession) -> Check {
         }
     }
     if phase == SessionPhase::Ended {
-        let stop = p.meter_stop_wh.ok_or_else(|| {
-            Rejection::new(
-                ReasonCode::MissingField,
-                "charging_session.meter_stop_wh",
-                "an ENDED session needs meter_stop_wh",
-            )
-        })?;
-        if stop < p.meter_start_wh {
+        // Either register may be absent (OCPP 2.0.1 chargers need not report
+        // one); when both are there they must agree.
+        if let (Some(start), Some(stop)) = (p.meter_start_wh, p.meter_stop_wh)
+            && stop < start
+        {
             return Err(Rejection::new(
                 ReasonCode::Inconsistent,
                 "charging_session.meter_stop_wh",
-                format!(
-                    "meter_stop_wh ({stop}) is below meter_start_wh ({})",
-                    p.meter_start_wh
-                ),
+                format!("meter_stop_wh ({stop}) is below meter_start_wh ({start})"),
             ));
         }
-        required_enum::<ev::StopReason>("charging_session.stop_reason", p.stop_reason)?;
+        // UNSPECIFIED is read as LOCAL (see `normalise`).
+        optional_enum::<ev::StopReason>("charging_session.stop_reason", p.stop_reason)?;
         if let (Some(electricity), Some(service), Some(total)) =
             (p.fee_electricity_cny, p.fee_service_cny, p.fee_total_cny)
             && (electricity + service - total).abs() > 0.015
@@ -520,6 +515,18 @@ fn service_request(p: &ev::ServiceRequestTransition) -> Check {
         id("service_request.department", &p.department)?;
     }
     Ok(())
+}
+
+/// Fills in what the contract says an absent field means, on an event that
+/// passed [`validate`]: an ENDED session without a stop reason ended LOCAL
+/// (OCPP's default when a charger gives none).
+pub fn normalise(event: &mut Event) {
+    if let Some(Payload::ChargingSession(p)) = event.payload.as_mut()
+        && p.phase == ev::SessionPhase::Ended as i32
+        && p.stop_reason == ev::StopReason::Unspecified as i32
+    {
+        p.stop_reason = ev::StopReason::Local as i32;
+    }
 }
 
 // ---- field rules -------------------------------------------------------

@@ -192,12 +192,11 @@ fn connector_status_rules() {
         (reason, field.as_str()),
         (ReasonCode::UnknownEnumValue, "connector_status.error_code")
     );
-    let (reason, field) = rejected(Kind::ConnectorStatus, |e| {
-        payload_mut!(e, ConnectorStatus).connector_id = 0
-    });
-    assert_eq!(
-        (reason, field.as_str()),
-        (ReasonCode::MissingField, "connector_status.connector_id")
+    let mut whole_station = sample(Kind::ConnectorStatus);
+    payload_mut!(whole_station, ConnectorStatus).connector_id = 0;
+    assert!(
+        check(&whole_station).is_ok(),
+        "connector 0 is the charging station as a whole (OCPP connectorId 0)"
     );
     let (reason, field) = rejected(Kind::ConnectorStatus, |e| {
         payload_mut!(e, ConnectorStatus).station_id.clear()
@@ -215,7 +214,7 @@ fn connector_status_rules() {
 #[test]
 fn meter_sample_energy_and_power_are_non_negative_and_finite() {
     let (reason, field) = rejected(Kind::MeterSample, |e| {
-        payload_mut!(e, MeterSample).energy_active_import_wh = -1.0
+        payload_mut!(e, MeterSample).energy_active_import_wh = Some(-1.0)
     });
     assert_eq!(
         (reason, field.as_str()),
@@ -232,9 +231,17 @@ fn meter_sample_energy_and_power_are_non_negative_and_finite() {
         (ReasonCode::OutOfRange, "meter_sample.power_active_import_w")
     );
     let (reason, _) = rejected(Kind::MeterSample, |e| {
-        payload_mut!(e, MeterSample).energy_active_import_wh = f64::NAN
+        payload_mut!(e, MeterSample).energy_active_import_wh = Some(f64::NAN)
     });
     assert_eq!(reason, ReasonCode::NotFinite);
+    let mut power_only = sample(Kind::MeterSample);
+    let p = payload_mut!(power_only, MeterSample);
+    p.energy_active_import_wh = None;
+    p.connector_id = 0;
+    assert!(
+        check(&power_only).is_ok(),
+        "a sample may carry no energy register, and come from the main meter (connector 0)"
+    );
     let (reason, field) = rejected(Kind::MeterSample, |e| {
         payload_mut!(e, MeterSample).soc_percent = Some(101.0)
     });
@@ -271,12 +278,21 @@ fn charging_session_rules() {
         (reason, field.as_str()),
         (ReasonCode::MissingField, "charging_session.phase")
     );
+    for registers in [(None, Some(1.0)), (Some(1.0), None), (None, None)] {
+        let mut ended = sample(Kind::ChargingSession);
+        let p = payload_mut!(ended, ChargingSession);
+        (p.meter_start_wh, p.meter_stop_wh) = registers;
+        assert!(
+            check(&ended).is_ok(),
+            "an ENDED session may lack a register: {registers:?}"
+        );
+    }
     let (reason, field) = rejected(Kind::ChargingSession, |e| {
-        payload_mut!(e, ChargingSession).meter_stop_wh = None
+        payload_mut!(e, ChargingSession).meter_start_wh = Some(-1.0)
     });
     assert_eq!(
         (reason, field.as_str()),
-        (ReasonCode::MissingField, "charging_session.meter_stop_wh")
+        (ReasonCode::OutOfRange, "charging_session.meter_start_wh")
     );
     let (reason, field) = rejected(Kind::ChargingSession, |e| {
         payload_mut!(e, ChargingSession).meter_stop_wh = Some(99_000.0)
@@ -292,13 +308,21 @@ fn charging_session_rules() {
         (reason, field.as_str()),
         (ReasonCode::OutOfRange, "charging_session.energy_kwh")
     );
-    let (reason, field) = rejected(Kind::ChargingSession, |e| {
-        payload_mut!(e, ChargingSession).stop_reason = 0
-    });
-    assert_eq!(
-        (reason, field.as_str()),
-        (ReasonCode::MissingField, "charging_session.stop_reason")
+    let mut no_reason = sample(Kind::ChargingSession);
+    payload_mut!(no_reason, ChargingSession).stop_reason = 0;
+    assert!(
+        check(&no_reason).is_ok(),
+        "a missing stop reason is read as LOCAL"
     );
+    super::normalise(&mut no_reason);
+    assert_eq!(
+        payload_mut!(no_reason, ChargingSession).stop_reason,
+        citybrain_proto::events::v1::StopReason::Local as i32
+    );
+    let (reason, _) = rejected(Kind::ChargingSession, |e| {
+        payload_mut!(e, ChargingSession).stop_reason = 99
+    });
+    assert_eq!(reason, ReasonCode::UnknownEnumValue);
     let (reason, field) = rejected(Kind::ChargingSession, |e| {
         payload_mut!(e, ChargingSession).fee_total_cny = Some(30.0)
     });
@@ -324,6 +348,9 @@ fn charging_session_rules() {
         check(&started).is_ok(),
         "a STARTED session needs no stop fields"
     );
+    let before = started.clone();
+    super::normalise(&mut started);
+    assert_eq!(started, before, "only ENDED sessions get a default reason");
 }
 
 #[test]

@@ -77,6 +77,12 @@ pub const MIGRATIONS: &[Migration] = &[
         min_server: None,
         render: log_lineage,
     },
+    Migration {
+        version: 7,
+        name: "charger_registers",
+        min_server: None,
+        render: charger_registers,
+    },
 ];
 
 /// Columns every raw table starts with.
@@ -125,6 +131,14 @@ fn lineage(options: &SchemaOptions) -> Vec<String> {
 
 fn log_lineage(options: &SchemaOptions) -> Vec<String> {
     per_raw_table(include_str!("../migrations/0006_log_lineage.sql"), options)
+}
+
+fn charger_registers(options: &SchemaOptions) -> Vec<String> {
+    split(
+        include_str!("../migrations/0007_charger_registers.sql"),
+        options,
+        &[],
+    )
 }
 
 /// `sql` with each statement that mentions `{raw}` instantiated for every raw

@@ -176,3 +176,62 @@ async fn lineage_is_kept_per_kafka_log_and_its_migration_survives_a_rerun() {
     );
     drop_database(&client, db).await.unwrap();
 }
+
+#[tokio::test]
+async fn charger_registers_may_be_null_and_their_migration_survives_a_rerun() {
+    let client = client();
+    let options = SchemaOptions::new(fresh_database());
+    migrate(&client, &options).await.expect("migrate");
+    let db = &options.database;
+    // Interrupted after its ALTERs: the rerun repeats ADD COLUMN.
+    client
+        .query_raw(&format!(
+            "ALTER TABLE {db}.schema_migrations DELETE WHERE version = 7"
+        ))
+        .execute()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while applied_versions(&client, db).await.unwrap().contains(&7) {
+        assert!(std::time::Instant::now() < deadline, "mutation did not run");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let rerun = migrate(&client, &options).await.expect("re-run");
+    assert_eq!(rerun.applied, vec![7]);
+
+    // A sample with only power, recorded offline; a session started without
+    // a register.
+    for sql in [
+        format!(
+            "INSERT INTO {db}.raw_meter_sample
+                (event_id, tenant_id, device_id, observed_at, received_at, kafka_topic, kafka_partition,
+                 kafka_offset, energy_active_import_wh, power_active_import_w, offline)
+             VALUES ('0190f4c4-8c2e-7a51-9a5e-0c4b2f7e6d31', 't', 'cp:1', now(), now(), 'x', 0, 1, NULL, 7200, 1)"
+        ),
+        format!(
+            "INSERT INTO {db}.raw_charging_session
+                (event_id, tenant_id, device_id, observed_at, received_at, kafka_topic, kafka_partition,
+                 kafka_offset, phase, meter_start_wh)
+             VALUES ('0190f4c4-8c2e-7a51-9a5e-0c4b2f7e6d32', 't', 'cp:1', now(), now(), 'x', 0, 2, 'started', NULL)"
+        ),
+    ] {
+        client.query_raw(&sql).execute().await.unwrap();
+    }
+    let sample: (Option<f64>, Option<f64>, u8) = client
+        .query_raw(&format!(
+            "SELECT energy_active_import_wh, power_active_import_w, offline FROM {db}.raw_meter_sample"
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(sample, (None, Some(7200.0), 1));
+    let session: (Option<f64>, u8) = client
+        .query_raw(&format!(
+            "SELECT meter_start_wh, offline FROM {db}.raw_charging_session"
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(session, (None, 0));
+    drop_database(&client, db).await.unwrap();
+}

@@ -327,7 +327,7 @@ impl Connector {
                 transaction_id: session.transaction_id.clone(),
                 phase: SessionPhase::Started as i32,
                 id_token_hash: session.token_hash.clone(),
-                meter_start_wh: session.meter_start_wh,
+                meter_start_wh: Some(session.meter_start_wh),
                 started_at: Some(clock::timestamp(now)),
                 site: self.site.to_string(),
                 ..Default::default()
@@ -408,7 +408,7 @@ impl Connector {
                 transaction_id: session.transaction_id.clone(),
                 phase: SessionPhase::Ended as i32,
                 id_token_hash: session.token_hash.clone(),
-                meter_start_wh: session.meter_start_wh,
+                meter_start_wh: Some(session.meter_start_wh),
                 meter_stop_wh: Some(meter_stop_wh),
                 energy_kwh: Some(energy_kwh),
                 duration_s: Some(((now - session.started_at) / SECOND) as u32),
@@ -418,6 +418,7 @@ impl Connector {
                 fee_total_cny: Some(cents(electricity + service)),
                 started_at: Some(clock::timestamp(session.started_at)),
                 site: self.site.to_string(),
+                offline: false,
             }),
         );
     }
@@ -435,7 +436,7 @@ impl Connector {
                 station_id: self.station_id.clone(),
                 connector_id: self.connector_id,
                 transaction_id: session.transaction_id.clone(),
-                energy_active_import_wh: self.register_wh,
+                energy_active_import_wh: Some(self.register_wh),
                 power_active_import_w: Some(power_w.round()),
                 current_import_a: vec![(current * 10.0).round() / 10.0],
                 voltage_v: vec![(voltage * 10.0).round() / 10.0],
@@ -444,6 +445,7 @@ impl Connector {
                     ((18.0 + power_w / 3000.0 + self.rng.range(-1.0, 1.0)) * 10.0).round() / 10.0,
                 ),
                 site: self.site.to_string(),
+                offline: false,
             }),
         );
     }

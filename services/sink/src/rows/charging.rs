@@ -28,13 +28,14 @@ raw_row! {
         station_id: String,
         connector_id: u32,
         transaction_id: String,
-        energy_active_import_wh: f64,
+        energy_active_import_wh: Option<f64>,
         power_active_import_w: Option<f64>,
         current_import_a: Vec<f64>,
         voltage_v: Vec<f64>,
         soc_percent: Option<f64>,
         temperature_c: Option<f64>,
         site: String,
+        offline: u8,
     }
 }
 
@@ -46,7 +47,7 @@ raw_row! {
         transaction_id: String,
         phase: String,
         id_token_hash: String,
-        meter_start_wh: f64,
+        meter_start_wh: Option<f64>,
         meter_stop_wh: Option<f64>,
         energy_kwh: Option<f64>,
         duration_s: Option<u32>,
@@ -56,6 +57,7 @@ raw_row! {
         fee_total_cny: Option<f64>,
         started_at: Option<u32>,
         site: String,
+        offline: u8,
     }
 }
 
@@ -87,6 +89,7 @@ pub(super) fn meter_sample(envelope: Envelope, p: ev::MeterSample) -> MeterSampl
         soc_percent: p.soc_percent,
         temperature_c: p.temperature_c,
         site: p.site,
+        offline: u8::from(p.offline),
     })
 }
 
@@ -111,5 +114,6 @@ pub(super) fn charging_session(
         fee_total_cny: p.fee_total_cny,
         started_at: started_at,
         site: p.site,
+        offline: u8::from(p.offline),
     }))
 }

@@ -120,7 +120,9 @@ fn set_identity(event: &mut Event, device: usize, i: usize) {
             p.station_id = format!("CP-{device}");
             p.status = statuses[i % statuses.len()];
         }
-        Payload::MeterSample(p) => p.energy_active_import_wh += i as f64,
+        Payload::MeterSample(p) => {
+            p.energy_active_import_wh = p.energy_active_import_wh.map(|wh| wh + i as f64)
+        }
         Payload::ChargingSession(p) => {
             p.transaction_id = format!("tx-{i}");
             if i.is_multiple_of(2) {
@@ -134,7 +136,9 @@ fn set_identity(event: &mut Event, device: usize, i: usize) {
                 p.fee_total_cny = None;
             } else {
                 p.energy_kwh = Some(10.0 + (i % 7) as f64);
-                p.meter_stop_wh = Some(p.meter_start_wh + 1000.0 * (10.0 + (i % 7) as f64));
+                p.meter_stop_wh = p
+                    .meter_start_wh
+                    .map(|wh| wh + 1000.0 * (10.0 + (i % 7) as f64));
             }
         }
         Payload::ParkingSiteCounts(p) => {
