@@ -375,30 +375,32 @@ pub static METRICS: &[Metric] = &[
         },
         dimensions: CHARGER_DIMS,
         default_group_by: &["site"],
+        // Connector 0 is a charging station as a whole (OCPP connectorId 0):
+        // its status is kept, but it is not a connector to count time on.
         measures: &[
             Measure {
                 name: "utilisation",
-                expr: "if(sum(seconds) = 0, 0, sumIf(seconds, status = 'charging') / sum(seconds))",
+                expr: "if(sumIf(seconds, connector_id > 0) = 0, 0, sumIf(seconds, status = 'charging' AND connector_id > 0) / sumIf(seconds, connector_id > 0))",
                 description: "charging_seconds / observed_seconds (0–1)",
             },
             Measure {
                 name: "charging_seconds",
-                expr: "sumIf(seconds, status = 'charging')",
+                expr: "sumIf(seconds, status = 'charging' AND connector_id > 0)",
                 description: "seconds in status charging",
             },
             Measure {
                 name: "faulted_seconds",
-                expr: "sumIf(seconds, status = 'faulted')",
+                expr: "sumIf(seconds, status = 'faulted' AND connector_id > 0)",
                 description: "seconds in status faulted",
             },
             Measure {
                 name: "observed_seconds",
-                expr: "sum(seconds)",
-                description: "seconds with a known status",
+                expr: "sumIf(seconds, connector_id > 0)",
+                description: "seconds with a known status (connectors numbered from 1; connector 0, a station as a whole, is not counted)",
             },
             Measure {
                 name: "connectors",
-                expr: "uniqExact(device_id)",
+                expr: "uniqExactIf(device_id, connector_id > 0)",
                 description: "connectors reporting",
             },
         ],
