@@ -3,7 +3,8 @@
 //! An event id is the UUIDv5 of what the charger sent, not of the event the
 //! gateway made of it: the station, the action, the payload in a canonical
 //! form (keys sorted, so a resend that orders fields differently is the same
-//! message), which event of the message it is, and when it was observed. A
+//! message), which event of the message it is, the connector it is about,
+//! and when it was observed. A
 //! charger that resends a message after a lost answer gets the same ids even
 //! if this process restarted in between or another replica answers (and so
 //! knows less, e.g. not the transaction's start), and the sink stores the
@@ -51,6 +52,7 @@ impl<'a> Builder<'a> {
         payload: Payload,
     ) {
         let at = format!("{}.{:09}", observed_at.seconds, observed_at.nanos);
+        let connector_text = connector.to_string();
         let event_id = citybrain_ingest_client::event_id(
             ID_SOURCE,
             &[
@@ -58,6 +60,7 @@ impl<'a> Builder<'a> {
                 self.action.as_bytes(),
                 self.canonical.as_bytes(),
                 part.as_bytes(),
+                connector_text.as_bytes(),
                 at.as_bytes(),
             ],
         );
