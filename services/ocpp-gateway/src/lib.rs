@@ -102,22 +102,27 @@ pub async fn serve(
         }
     }
     metrics::registry(registry.len(), "loaded");
-    let metrics_handle = citybrain_telemetry::install_prometheus(metrics::BUCKETS);
-    let readiness = citybrain_telemetry::Readiness::new();
+    let metrics_handle = citybrain_runtime::install_prometheus(metrics::BUCKETS);
+    let readiness = citybrain_runtime::Readiness::new();
     let stop = CancellationToken::new();
     let shared = Arc::new(server::Shared::new(config, registry, ingest, stop.clone()));
 
     let admin_addr = admin_listener.local_addr()?;
     let ocpp_addr = ocpp_listener.local_addr()?;
     let admin_stop = CancellationToken::new();
-    let admin = tokio::spawn(citybrain_telemetry::serve_admin(
+    let admin = tokio::spawn(citybrain_runtime::serve_admin(
         admin_listener,
         metrics_handle,
         readiness.clone(),
         admin_stop.clone().cancelled_owned(),
     ));
     let watchers = [
-        tokio::spawn(store::watch_ingest(shared.clone(), readiness.clone())),
+        tokio::spawn(citybrain_runtime::watch(
+            store::IngestProbe(shared.clone()),
+            readiness.clone(),
+            store::READINESS_INTERVAL,
+            stop.clone(),
+        )),
         tokio::spawn(server::watch_registry(shared.clone())),
     ];
     tracing::info!(

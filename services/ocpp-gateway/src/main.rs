@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = GatewayConfig::from_env().context("invalid configuration")?;
-    citybrain_telemetry::init_tracing(config.log_json);
+    citybrain_runtime::init_tracing(config.log_json);
     let ocpp = TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| {
@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
                 config.admin_addr
             )
         })?;
-    citybrain_ocpp_gateway::serve(config, ocpp, admin, citybrain_telemetry::shutdown_signal())
+    citybrain_ocpp_gateway::serve(config, ocpp, admin, citybrain_runtime::shutdown_signal())
         .await?;
     Ok(())
 }

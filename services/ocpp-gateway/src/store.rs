@@ -16,8 +16,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often `/readyz` re-checks that ingest answers.
-const READINESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often `/readyz` re-checks that ingest answers, and how long it waits.
+pub const READINESS_INTERVAL: Duration = Duration::from_secs(5);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Offline reports are retried with this backoff, doubling up to
 /// [`OFFLINE_MAX_BACKOFF`], for at most [`OFFLINE_DEADLINE`].
 const OFFLINE_FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -113,24 +114,18 @@ impl Ingest {
     }
 }
 
-/// Keeps `/readyz` in line with ingest.
-pub async fn watch_ingest(shared: Arc<Shared>, readiness: citybrain_telemetry::Readiness) {
-    let mut was = None;
-    loop {
-        let up = shared.ingest.reachable().await;
-        readiness.set("ingest", up);
-        if was != Some(up) {
-            if up {
-                tracing::info!("ingest reachable");
-            } else {
-                tracing::warn!("ingest unreachable");
-            }
-            was = Some(up);
-        }
-        tokio::select! {
-            () = shared.stop.cancelled() => return,
-            () = tokio::time::sleep(READINESS_INTERVAL) => {}
-        }
+/// `/readyz`'s `ingest` check: ingest answers a call.
+pub struct IngestProbe(pub Arc<Shared>);
+
+impl citybrain_runtime::Probe for IngestProbe {
+    fn name(&self) -> &'static str {
+        "ingest"
+    }
+
+    async fn check(&mut self) -> bool {
+        tokio::time::timeout(PROBE_TIMEOUT, self.0.ingest.reachable())
+            .await
+            .unwrap_or(false)
     }
 }
 

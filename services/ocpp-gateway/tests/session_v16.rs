@@ -44,7 +44,7 @@ async fn a_1_6_charge_point_runs_a_transaction_end_to_end() {
             ("raw_charging_session", 2),
         ])
         .await;
-    let db = &pipeline.database.0;
+    let db = &pipeline.database.name;
     let client = pipeline.client();
 
     // Sessions: the STARTED and ENDED of the one transaction.
@@ -193,7 +193,7 @@ async fn a_1_6_charge_point_runs_a_transaction_end_to_end() {
     assert_eq!(rows, expected);
 
     // The query API: energy and utilisation of the site.
-    let query = RunningQuery::start(&pipeline).await;
+    let query = start_query(&pipeline).await;
     let seconds = seconds_by_status(&changes);
     let (totals, connectors) = site_totals(&query, site, t_start - 7200).await;
     assert_eq!(totals["sessions_started"], 1.0);

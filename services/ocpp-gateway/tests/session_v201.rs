@@ -55,7 +55,7 @@ async fn a_2_0_1_charging_station_runs_a_transaction_end_to_end() {
             ("raw_charging_session", 2),
         ])
         .await;
-    let db = &pipeline.database.0;
+    let db = &pipeline.database.name;
     let client = pipeline.client();
 
     type SessionRow = (
@@ -113,7 +113,8 @@ async fn a_2_0_1_charging_station_runs_a_transaction_end_to_end() {
     );
 
     // Samples: seqNo and the offline flag kept; the main meter is connector 0.
-    let samples: Vec<(String, Option<f64>, Option<f64>, u8, Option<u64>)> = client
+    type SampleRow = (String, Option<f64>, Option<f64>, u8, Option<u64>);
+    let samples: Vec<SampleRow> = client
         .query(&format!(
             "SELECT device_id, energy_active_import_wh, power_active_import_w, offline, seq_no
              FROM {db}.raw_meter_sample ORDER BY observed_at"
@@ -208,7 +209,7 @@ async fn a_2_0_1_charging_station_runs_a_transaction_end_to_end() {
     let fault = rows.iter().find(|r| r.1 == "faulted").unwrap();
     assert_eq!(fault.3, "high_temperature", "the event's techCode");
 
-    let query = RunningQuery::start(&pipeline).await;
+    let query = start_query(&pipeline).await;
     let seconds = seconds_by_status(&changes);
     let (totals, connectors) = site_totals(&query, site, t_start - 7200).await;
     assert_eq!(

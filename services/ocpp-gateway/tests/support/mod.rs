@@ -13,9 +13,9 @@
 use citybrain_ocpp_gateway::config::GatewayConfig;
 use citybrain_ocpp_gateway::registry;
 use citybrain_tests::{
-    FULL_KEY, RunningIngest, RunningSink, TENANT, create_pipeline_topics, eventually,
-    ingest_config, scratch_dir, sink_config, stack_brokers, stack_clickhouse_url, unique_prefix,
-    write_key_file,
+    FULL_KEY, RunningIngest, RunningQuery, RunningSink, TENANT, TestDatabase, TestTopics,
+    eventually, ingest_config, query_config, scratch_dir, sink_config, stack_brokers,
+    stack_clickhouse_url, unique_prefix, write_key_file,
 };
 use clickhouse::Client;
 use serde_json::Value;
@@ -62,7 +62,8 @@ pub struct Pipeline {
     pub ingest_config: citybrain_ingest::config::IngestConfig,
     pub sink: RunningSink,
     pub gateway: RunningGateway,
-    pub database: Database,
+    pub database: TestDatabase,
+    pub topics: TestTopics,
     pub dir: PathBuf,
     pub registry_file: PathBuf,
 }
@@ -75,17 +76,17 @@ impl Pipeline {
     /// Starts everything; `tune` adjusts the gateway's settings.
     pub async fn start_with(stations: &[Spec], tune: impl FnOnce(&mut GatewayConfig)) -> Self {
         if std::env::var_os("RUST_LOG").is_some() {
-            citybrain_telemetry::init_tracing(false);
+            citybrain_runtime::init_tracing(false);
         }
         let (brokers, url, prefix) = (stack_brokers(), stack_clickhouse_url(), unique_prefix());
-        create_pipeline_topics(&brokers, &prefix, 2).await;
+        let topics = TestTopics::pipeline(&brokers, &prefix, 2).await;
         let dir = scratch_dir("ocpp");
         // Ingest on a port of its own that it can come back on (outage tests).
         let mut ingest_config = ingest_config(&brokers, &prefix, write_key_file(&dir));
         ingest_config.grpc_addr = free_addr().await;
         let ingest = RunningIngest::start(ingest_config.clone()).await;
-        let database = Database(format!("ocpp_{}", &prefix[1..9]));
-        let sink = RunningSink::start(sink_config(&brokers, &url, &prefix, &database.0)).await;
+        let database = TestDatabase::named(&url, "ocpp");
+        let sink = RunningSink::start(sink_config(&brokers, &url, &prefix, &database.name)).await;
         let registry_file = dir.join("stations.toml");
         std::fs::write(&registry_file, registry_toml(stations)).unwrap();
         let mut config = GatewayConfig::new(&registry_file, &ingest.endpoint());
@@ -103,6 +104,7 @@ impl Pipeline {
             sink,
             gateway,
             database,
+            topics,
             dir,
             registry_file,
         }
@@ -129,7 +131,10 @@ impl Pipeline {
     pub async fn count(&self, table: &str) -> u64 {
         self.database
             .client()
-            .query(&format!("SELECT count() FROM {}.{table}", self.database.0))
+            .query(&format!(
+                "SELECT count() FROM {}.{table}",
+                self.database.name
+            ))
             .fetch_one::<u64>()
             .await
             .unwrap_or(0)
@@ -162,33 +167,6 @@ impl Pipeline {
         self.gateway.shutdown().await;
         self.stop_ingest().await;
         self.sink.shutdown().await.expect("sink stops cleanly");
-    }
-}
-
-/// A ClickHouse database dropped when the test ends, passed or not.
-pub struct Database(pub String);
-
-impl Database {
-    pub fn client(&self) -> Client {
-        Client::default()
-            .with_url(stack_clickhouse_url())
-            .with_validation(false)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let client = self.client();
-        // Drop runs outside async code: a runtime of its own, on a thread.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let _ = runtime.block_on(citybrain_schema::drop_database(&client, &name));
-        })
-        .join();
     }
 }
 
@@ -228,7 +206,8 @@ impl RunningGateway {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        citybrain_tests::http_get(self.admin, path).await
+        let reply = citybrain_tests::http::get(self.admin, path, &[]).await;
+        (reply.status, reply.body)
     }
 
     /// The sum of the metric's samples whose labels contain every `labels`
@@ -376,90 +355,37 @@ pub fn unix(text: &Value) -> i64 {
 
 // ---- the query service ----------------------------------------------------
 
-/// The query service over the test's database, with the test key file.
-pub struct RunningQuery {
-    pub http: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), citybrain_query::ServeError>>,
+/// The query service over the test's database, with the test keys.
+pub async fn start_query(pipeline: &Pipeline) -> RunningQuery {
+    RunningQuery::start(query_config(
+        &stack_clickhouse_url(),
+        &pipeline.database.name,
+        write_key_file(&pipeline.dir),
+    ))
+    .await
 }
 
-impl RunningQuery {
-    pub async fn start(pipeline: &Pipeline) -> Self {
-        use citybrain_query::config::{ClickHouseConfig, Limits, QueryConfig};
-        let config = QueryConfig {
-            grpc_addr: ([127, 0, 0, 1], 0).into(),
-            http_addr: ([127, 0, 0, 1], 0).into(),
-            admin_addr: ([127, 0, 0, 1], 0).into(),
-            api_keys_file: write_key_file(&pipeline.dir),
-            production: false,
-            log_json: false,
-            clickhouse: ClickHouseConfig::new(stack_clickhouse_url(), &pipeline.database.0),
-            limits: Limits::default(),
-        };
-        let bind = || TcpListener::bind("127.0.0.1:0");
-        let (g, h, a) = (
-            bind().await.unwrap(),
-            bind().await.unwrap(),
-            bind().await.unwrap(),
-        );
-        let http = h.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(citybrain_query::serve(config, g, h, a, async {
-            let _ = stopped.await;
-        }));
-        Self {
-            http,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    /// GET `path` with the test key; the answer must be 200 with JSON.
-    pub async fn json(&self, path: &str) -> Value {
-        use tokio::io::AsyncReadExt;
-        let mut stream = tokio::net::TcpStream::connect(self.http).await.unwrap();
-        let request =
-            format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nx-api-key: {FULL_KEY}\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP answer");
-        assert!(
-            head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-            "{path}: {response}"
-        );
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
-    }
-
-    /// An aggregate's rows as maps from column name to value.
-    pub async fn rows(&self, path: &str) -> Vec<serde_json::Map<String, Value>> {
-        let table = self.json(path).await;
-        let columns: Vec<String> = table["columns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap().to_string())
-            .collect();
-        table["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| {
-                columns
-                    .iter()
-                    .cloned()
-                    .zip(row.as_array().unwrap().iter().cloned())
-                    .collect()
-            })
-            .collect()
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
-    }
+/// An aggregate's rows as maps from column name to value.
+pub async fn rows(query: &RunningQuery, path: &str) -> Vec<serde_json::Map<String, Value>> {
+    let table = query.table(path, FULL_KEY).await;
+    let columns: Vec<String> = table["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            columns
+                .iter()
+                .cloned()
+                .zip(row.as_array().unwrap().iter().cloned())
+                .collect()
+        })
+        .collect()
 }
 
 /// `YYYY-MM-DD` of a Unix time (UTC).
@@ -502,12 +428,8 @@ pub async fn site_totals(
     let mut totals = BTreeMap::new();
     let mut connectors = 0;
     for metric in ["charging_energy", "charger_utilisation"] {
-        for row in query
-            .rows(&format!(
-                "/v1/aggregates/{metric}?{range}&bucket=day&group_by=site"
-            ))
-            .await
-        {
+        let path = format!("/v1/aggregates/{metric}?{range}&bucket=day&group_by=site");
+        for row in rows(query, &path).await {
             if row["site"] != site {
                 continue;
             }
