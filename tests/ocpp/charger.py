@@ -53,6 +53,12 @@ def at(seconds):
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def now():
+    """The current time to the millisecond: two reports of one status a
+    moment apart are two observations, not a resend of one."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 class Recorder:
     """Calls the central system and records each call and its outcome."""
 
@@ -88,6 +94,11 @@ def mixin(base, result):
         statuses = {}
         version = base
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Set once the statuses a TriggerMessage asked for were reported.
+            self.reported = asyncio.Event()
+
         @on("TriggerMessage")
         def on_trigger(self, requested_message, **_):
             return result.TriggerMessage(status="Accepted")
@@ -98,19 +109,20 @@ def mixin(base, result):
             if requested_message == "StatusNotification":
                 for payload in self.report_statuses():
                     await Recorder(self).call(payload)
+            self.reported.set()
 
     return Charger
 
 
 class Charger16(mixin(ChargePoint16, result16)):
     def report_statuses(self):
-        return [call16.StatusNotification(connector_id=c, error_code="NoError", status=s, timestamp=at(time.time()))
+        return [call16.StatusNotification(connector_id=c, error_code="NoError", status=s, timestamp=now())
                 for c, s in sorted(self.statuses.items())]
 
 
 class Charger201(mixin(ChargePoint201, result201)):
     def report_statuses(self):
-        return [call201.StatusNotification(timestamp=at(time.time()), connector_status=s, evse_id=c, connector_id=1)
+        return [call201.StatusNotification(timestamp=now(), connector_status=s, evse_id=c, connector_id=1)
                 for c, s in sorted(self.statuses.items())]
 
 
@@ -127,7 +139,11 @@ class Session:
         self.cp = None
         self.statuses = {}
 
-    async def connect(self):
+    async def connect(self, trigger_within=0.0):
+        """Opens connection n+1. With `trigger_within`, waits that long for
+        the central system to ask for the statuses (it does after it saw an
+        outage) and for them to be reported, so the scenario's next call
+        does not race them."""
         self.n += 1
         subprotocol = "ocpp1.6" if self.version == "1.6" else "ocpp2.0.1"
         self.ws = await websockets.connect(f"{self.url}/{self.ident}", subprotocols=[subprotocol],
@@ -137,6 +153,11 @@ class Session:
         self.cp = cls(self.ident, self.ws, response_timeout=20)
         self.cp.statuses = self.statuses
         self.task = asyncio.create_task(self.cp.start())
+        if trigger_within:
+            try:
+                await asyncio.wait_for(self.cp.reported.wait(), trigger_within)
+            except asyncio.TimeoutError:
+                pass
         return Recorder(self.cp)
 
     async def close(self):
@@ -144,6 +165,11 @@ class Session:
             self.task.cancel()
         await self.ws.close()
         emit({"type": "disconnect", "n": self.n})
+
+    async def reconnect(self):
+        """Connects again a moment later, as a charger does after a lost link."""
+        await asyncio.sleep(0.5)
+        return await self.connect(trigger_within=3.0)
 
     async def drop_after_sending(self, payload):
         """Sends a CALL and closes the connection before its answer can be
@@ -275,18 +301,18 @@ async def resend16(s, base):
     start = call16.StartTransaction(connector_id=1, id_tag="LC-RFID-0077", meter_start=40_000,
                                     timestamp=at(base))
     await s.drop_after_sending(start)
-    cp = await s.connect()
+    cp = await s.reconnect()
     tx = (await cp.call(start))["transactionId"]
     values = call16.MeterValues(connector_id=1, transaction_id=tx,
                                 meter_value=[meter16(base + 900, 41_800, 7200, 31.3, 50)])
     await s.drop_after_sending(values)
-    cp = await s.connect()
+    cp = await s.reconnect()
     await cp.call(values)
     stop = call16.StopTransaction(meter_stop=43_600, timestamp=at(base + 1800), transaction_id=tx,
                                   reason="Local")
     await s.drop_after_sending(stop)
     s.statuses[1] = "Available"
-    cp = await s.connect()
+    cp = await s.reconnect()
     await cp.call(stop)
     await s.close()
 
