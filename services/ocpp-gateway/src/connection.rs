@@ -91,13 +91,19 @@ pub async fn run(shared: Arc<Shared>, station: Arc<Station>, version: Version, s
         connection.serve(claim.replaced).await
     };
     drop(connection);
-    metrics::connected(version.label(), -1.0);
     let cause = end.offline_cause();
     let current = shared.release(&station.id, claim.generation, cause.is_some());
     tracing::info!(station = %station.id, ?end, "charger disconnected");
-    if let (true, Some(cause)) = (current, cause) {
-        metrics::offline(cause);
-        let events = session::offline_events(&station, SystemTime::now(), cause);
+    let offline = match (current, cause) {
+        (true, Some(cause)) => {
+            metrics::offline(cause);
+            Some(session::offline_events(&station, SystemTime::now(), cause))
+        }
+        _ => None,
+    };
+    // Counted as gone once the outage (if any) is decided.
+    metrics::connected(version.label(), -1.0);
+    if let Some(events) = offline {
         store::deliver_offline(shared, station.tenant.clone(), station.id.clone(), events).await;
     }
 }

@@ -171,8 +171,10 @@ async fn upgrade(
             return response;
         }
     };
-    let offered: Vec<String> = ws
-        .requested_protocols()
+    // In the charger's order of preference (axum's own list is sorted).
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .map(|name| name.trim().to_string())
