@@ -396,4 +396,22 @@ mod tests {
             assert!(err.contains(says), "{text}: {err}");
         }
     }
+
+    #[test]
+    fn the_development_registry_loads_in_development_only() {
+        let text = include_str!("../../../deploy/local/dev-ocpp-stations.toml");
+        let registry = Registry::parse(text, "dev-ocpp-stations.toml", false).unwrap();
+        assert_eq!(registry.len(), 15);
+        assert_eq!(registry.tenants().collect::<Vec<_>>(), vec!["lucheng"]);
+        assert!(
+            registry
+                .authenticate(
+                    "HBY-CP-01",
+                    Some(&basic(&format!("HBY-CP-01:{DEVELOPMENT_PASSWORD}")))
+                )
+                .is_ok()
+        );
+        let err = Registry::parse(text, "dev-ocpp-stations.toml", true).unwrap_err();
+        assert!(err.to_string().contains("development password"), "{err}");
+    }
 }

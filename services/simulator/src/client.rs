@@ -52,7 +52,7 @@ impl Counters {
         counter.load(Ordering::Relaxed)
     }
 
-    fn add(counter: &AtomicU64, n: usize) {
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }

@@ -10,6 +10,8 @@ pub const DEV_API_KEY: &str = "cb_dev_lucheng_simulator_key_0001";
 /// How far back a backfill may reach: ingest refuses events older than 30
 /// days, and a backfill starts at the UTC midnight before `now - days`.
 pub const MAX_DAYS: u32 = 28;
+/// Where `make run` serves the OCPP gateway's chargers.
+pub const DEFAULT_OCPP_URL: &str = "ws://127.0.0.1:9220/ocpp";
 
 pub const USAGE: &str = "\
 usage: citybrain-simulator <live|backfill|run> [flags]
@@ -35,7 +37,18 @@ flags (environment variable in brackets):
   --send-after T      events at or before T (Unix seconds) were sent by an earlier
                       run: generate them (the town's state needs them), send only
                       later ones [CITYBRAIN_SIMULATOR_SEND_AFTER] (send all)
+  --chargers-via-ocpp the chargers speak OCPP 1.6 to the OCPP gateway, one WebSocket
+                      per station, instead of sending their events to ingest
+                      [CITYBRAIN_SIMULATOR_CHARGERS_VIA_OCPP] (off)
+  --ocpp-url URL      the gateway's charger endpoint, without the station id
+                      [CITYBRAIN_SIMULATOR_OCPP_URL] (ws://127.0.0.1:9220/ocpp)
+  --ocpp-password PW  every station's password [CITYBRAIN_SIMULATOR_OCPP_PASSWORD]
+                      (the development password of deploy/local/dev-ocpp-stations.toml)
 ";
+
+/// The password of every station in `deploy/local/dev-ocpp-stations.toml`
+/// (public; the gateway refuses it in production).
+pub const DEV_OCPP_PASSWORD: &str = "cb_dev_ocpp_station_password";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -72,6 +85,11 @@ pub struct SimulatorConfig {
     /// Unix seconds up to which an earlier run sent the town's events
     /// (`make run` resumes from what ClickHouse holds).
     pub send_after: Option<i64>,
+    /// The chargers speak OCPP to the gateway at this URL (`…/ocpp`)
+    /// instead of sending their events to ingest.
+    pub chargers_via_ocpp: Option<String>,
+    /// The stations' OCPP password.
+    pub ocpp_password: String,
 }
 
 /// Why the settings could not be used.
@@ -108,6 +126,8 @@ impl SimulatorConfig {
             log_json: false,
             drain_timeout: Duration::from_secs(15),
             send_after: None,
+            chargers_via_ocpp: None,
+            ocpp_password: DEV_OCPP_PASSWORD.into(),
         }
     }
 
@@ -147,8 +167,11 @@ impl SimulatorConfig {
                 "" => None,
                 text => Some(parse("send-after", text.to_string())?),
             },
+            ocpp_password: env.string_or("CITYBRAIN_SIMULATOR_OCPP_PASSWORD", DEV_OCPP_PASSWORD),
             ..defaults
         };
+        let mut ocpp = env.bool_or("CITYBRAIN_SIMULATOR_CHARGERS_VIA_OCPP", false)?;
+        let mut ocpp_url = env.string_or("CITYBRAIN_SIMULATOR_OCPP_URL", DEFAULT_OCPP_URL);
         while let Some(flag) = args.next() {
             let mut value = |name: &'static str| {
                 args.next()
@@ -166,10 +189,14 @@ impl SimulatorConfig {
                 "--send-after" => {
                     config.send_after = Some(parse("send-after", value("send-after")?)?);
                 }
+                "--chargers-via-ocpp" => ocpp = true,
+                "--ocpp-url" => ocpp_url = value("ocpp-url")?,
+                "--ocpp-password" => config.ocpp_password = value("ocpp-password")?,
                 "-h" | "--help" => return Err(ConfigFault::Help),
                 other => return Err(ConfigFault::Usage(format!("unknown flag {other:?}"))),
             }
         }
+        config.chargers_via_ocpp = ocpp.then_some(ocpp_url);
         config.check()?;
         Ok(config)
     }
@@ -216,6 +243,15 @@ impl SimulatorConfig {
         if self.api_key.trim().is_empty() {
             return invalid("api-key", String::new(), "an API key is required");
         }
+        if let Some(url) = &self.chargers_via_ocpp
+            && !(url.starts_with("ws://") || url.starts_with("wss://"))
+        {
+            return invalid(
+                "ocpp-url",
+                url.clone(),
+                "expected ws://host:port/ocpp (the gateway's charger endpoint)",
+            );
+        }
         Ok(())
     }
 }
@@ -260,6 +296,21 @@ mod tests {
         assert!(SimulatorConfig::from_args(args("run --send-after soon")).is_err());
         let live = SimulatorConfig::from_args(args("live")).unwrap();
         assert_eq!((live.mode, live.days), (Mode::Live, 0));
+        assert_eq!(live.chargers_via_ocpp, None);
+        let ocpp = SimulatorConfig::from_args(args("run --chargers-via-ocpp")).unwrap();
+        assert_eq!(ocpp.chargers_via_ocpp.as_deref(), Some(DEFAULT_OCPP_URL));
+        let elsewhere = SimulatorConfig::from_args(args(
+            "run --chargers-via-ocpp --ocpp-url ws://gw:9220/ocpp",
+        ))
+        .unwrap();
+        assert_eq!(
+            elsewhere.chargers_via_ocpp.as_deref(),
+            Some("ws://gw:9220/ocpp")
+        );
+        assert!(
+            SimulatorConfig::from_args(args("run --chargers-via-ocpp --ocpp-url http://gw"))
+                .is_err()
+        );
     }
 
     #[test]

@@ -142,6 +142,10 @@ pub async fn run_plan(
     let generator = tokio::task::spawn_blocking(move || generate(town, plan, batch_size, tx));
 
     let counters = Arc::new(Counters::default());
+    let mut chargers = config
+        .chargers_via_ocpp
+        .as_deref()
+        .map(|url| crate::ocpp::Chargers::new(url, &config.ocpp_password, counters.clone()));
     let permits = Arc::new(Semaphore::new(config.in_flight));
     let mut calls: JoinSet<Result<(), ClientError>> = JoinSet::new();
     let started = Instant::now();
@@ -183,9 +187,19 @@ pub async fn run_plan(
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
         reached = batch.last_at;
+        // Charging events go to their stations' sockets here, in order;
+        // the rest to ingest.
+        let events = match chargers.as_mut() {
+            Some(chargers) => chargers.route(batch.events).await,
+            None => batch.events,
+        };
         let (client, shared) = (client.clone(), counters.clone());
         calls.spawn(async move {
-            let result = client.send(batch.events, &shared).await;
+            let result = if events.is_empty() {
+                Ok(())
+            } else {
+                client.send(events, &shared).await
+            };
             drop(permit);
             result
         });
@@ -216,6 +230,9 @@ pub async fn run_plan(
             "requests still in flight after the drain timeout; abandoning them"
         );
         calls.abort_all();
+    }
+    if let Some(chargers) = chargers {
+        chargers.drain(config.drain_timeout).await;
     }
     if !live {
         progress.finish(reached, &counters);

@@ -6,6 +6,8 @@
 //!   a pure function of (seed, origin, scale).
 //! - [`client::IngestClient`]: batches, retries and backoff against ingest.
 //! - [`driver::run`]: live, backfill, or both, with a progress bar.
+//! - [`ocpp::Chargers`]: with `--chargers-via-ocpp`, the chargers speak
+//!   OCPP 1.6 to the OCPP gateway instead.
 
 pub mod client;
 pub mod clock;
@@ -13,6 +15,7 @@ pub mod config;
 pub mod driver;
 pub mod geo;
 pub mod model;
+pub mod ocpp;
 pub mod progress;
 pub mod rng;
 pub mod town;

@@ -173,6 +173,32 @@ pub fn connectors(seed: u64, scale: f64) -> Vec<Connector> {
     all
 }
 
+/// A charging station of the town: what an OCPP registry lists for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Station {
+    pub id: String,
+    pub site: &'static str,
+    pub connectors: u32,
+    pub location: Point,
+}
+
+/// Every station of the town at `scale`, in device order.
+pub fn stations(scale: f64) -> Vec<Station> {
+    let mut stations: Vec<Station> = Vec::new();
+    for connector in connectors(0, scale) {
+        match stations.last_mut() {
+            Some(last) if last.id == connector.station_id => last.connectors += 1,
+            _ => stations.push(Station {
+                id: connector.station_id.clone(),
+                site: connector.site,
+                connectors: 1,
+                location: connector.location,
+            }),
+        }
+    }
+    stations
+}
+
 impl Connector {
     pub fn device_id(&self) -> &str {
         &self.device_id
