@@ -13,7 +13,7 @@ TEST_ENV := STACK_DIR=$(CURDIR)/.stack/test KAFKA_PORT=29092 BROKER_STORAGE=memo
             CLICKHOUSE_HTTP_PORT=28123 CLICKHOUSE_TCP_PORT=29000
 export CITYBRAIN_CACHE ?= $(HOME)/.cache/citybrain
 
-.PHONY: run test test-cluster deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench chdb
+.PHONY: run test test-cluster deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench bench-ocpp chdb ocpp
 
 ## Install what is missing, start the stack and the services, feed them.
 run:
@@ -21,11 +21,12 @@ run:
 
 ## Every test: formatting, lints, deployment checks, unit tests and the
 ## end-to-end suites against a real broker and ClickHouse started here.
-test: lint deploy-check chdb
+test: lint deploy-check chdb ocpp
 	@$(TEST_ENV) bash $(STACK) up
 	$(TEST_ENV) CITYBRAIN_KAFKA_BROKERS=127.0.0.1:29092 \
 	  CITYBRAIN_CLICKHOUSE_URL=http://127.0.0.1:28123 \
 	  CITYBRAIN_CHDB_PYTHON="$$(bash tests/chdb/install.sh)" \
+	  CITYBRAIN_OCPP_PYTHON="$$(bash tests/ocpp/install.sh)" \
 	  cargo test --workspace --locked
 	@$(MAKE) --no-print-directory test-cluster
 
@@ -45,6 +46,12 @@ test-cluster:
 chdb:
 	@bash tests/chdb/install.sh >/dev/null
 
+## A real OCPP client (PyPI ocpp 2.1.0, which checks the gateway's answers
+## against the official schemas) for the OCPP gateway's tests; installed once
+## into $(CITYBRAIN_CACHE).
+ocpp:
+	@bash tests/ocpp/install.sh >/dev/null
+
 ## Alert rules (promtool), compose file and Kubernetes manifests.
 deploy-check:
 	bash deploy/prometheus/check.sh
@@ -62,6 +69,16 @@ unit:
 ## Benchmarks against the machine's limits: writes BENCHMARKS.md and BENCHMARKS.json.
 bench:
 	@bash services/bench/bench.sh
+
+## The OCPP gateway with 500 real chargers at once (its CPU and memory, as
+## release binaries): a section of BENCHMARKS.md of its own, which `make
+## bench` keeps.
+bench-ocpp: ocpp
+	@bash deploy/local/install-broker.sh
+	cargo build --release --locked -p citybrain-ingest -p citybrain-ocpp-gateway
+	BENCH_BIN_DIR="$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release" \
+	  CITYBRAIN_OCPP_PYTHON="$$(bash tests/ocpp/install.sh)" \
+	  cargo test --locked -p citybrain-ocpp-gateway --test load -- --ignored --nocapture
 
 install:
 	@bash deploy/local/install.sh

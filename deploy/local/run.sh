@@ -2,7 +2,8 @@
 # `make run`: install what is missing, start the stack and the services, feed
 # them a simulated town (a few days of history, then live) and keep running
 # until Ctrl-C, which stops everything in an order that loses nothing: the
-# simulator, then ingest (it flushes to Kafka), then the sink once it has
+# simulator, then the OCPP gateway (it answers what is in flight), then
+# ingest (it flushes to Kafka), then the sink once it has
 # stored everything in Kafka, then query and the stack. ClickHouse keeps the
 # history, so running it again only sends what is newer than what it holds.
 set -euo pipefail
@@ -23,12 +24,16 @@ export CITYBRAIN_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export CITYBRAIN_CLICKHOUSE_URL="http://127.0.0.1:$CLICKHOUSE_HTTP_PORT"
 export CITYBRAIN_INGEST_API_KEYS="$here/dev-api-keys.toml"
 export CITYBRAIN_QUERY_API_KEYS="$here/dev-api-keys.toml"
+export CITYBRAIN_OCPP_STATIONS="$here/dev-ocpp-stations.toml"
 # Tansu 0.6.0 cannot bump an idempotent producer's epoch (librdkafka does so
 # after a delivery timeout) and stops serving when asked to; the sink stores
 # each event id once, so a producer retry's duplicate is harmless here.
 # Production keeps the idempotent producer (the default).
 export CITYBRAIN_INGEST_IDEMPOTENCE="${CITYBRAIN_INGEST_IDEMPOTENCE:-false}"
 : "${SIMULATOR_DAYS:=3}"
+# CHARGERS_VIA_OCPP=1 make run: the simulated chargers speak OCPP 1.6 to the
+# OCPP gateway (one WebSocket per station) instead of calling ingest.
+: "${CHARGERS_VIA_OCPP:=0}"
 
 pids=()
 declare -A pid_of=()
@@ -49,8 +54,9 @@ stop_everything() {
   trap - INT TERM EXIT
   set +e  # stop as much as possible, whatever fails
   echo >&2
-  say "stopping: simulator, then ingest (flushes to Kafka)"
+  say "stopping: simulator, OCPP gateway, then ingest (flushes to Kafka)"
   stop_service citybrain-simulator
+  stop_service citybrain-ocpp-gateway
   stop_service citybrain-ingest
   if [ -n "${pid_of[citybrain-sink]:-}" ]; then
     say "waiting for the sink to store what Kafka still holds"
@@ -94,7 +100,9 @@ if [ "$BROKER_STORAGE" = sqlite ]; then
 fi
 SERVICE_ENV="$sink_env" start_service citybrain-sink
 start_service citybrain-query
+start_service citybrain-ocpp-gateway
 wait_for ingest 30 port_open 50051 || die "ingest did not start; see $logs/citybrain-ingest.log"
+wait_for ocpp-gateway 30 port_open 9220 || die "the OCPP gateway did not start; see $logs/citybrain-ocpp-gateway.log"
 wait_for query 30 port_open 8080 || die "query did not start; see $logs/citybrain-query.log"
 wait_for sink 60 curl -fsS http://127.0.0.1:9102/readyz || die "sink not ready; see $logs/citybrain-sink.log"
 
@@ -122,7 +130,8 @@ cat <<INFO
 citybrain is running.
   ingest (gRPC)     127.0.0.1:50051   development API key: cb_dev_lucheng_simulator_key_0001
   query (HTTP)      http://127.0.0.1:8080   (OpenAPI: /openapi.json; gRPC on 127.0.0.1:50052)
-  metrics           ingest http://127.0.0.1:9101/metrics, sink :9102, query :9103
+  OCPP chargers     ws://127.0.0.1:9220/ocpp/{chargePointId}   registry: deploy/local/dev-ocpp-stations.toml
+  metrics           ingest http://127.0.0.1:9101/metrics, sink :9102, query :9103, OCPP gateway :9104
   broker            127.0.0.1:$KAFKA_PORT
   ClickHouse        http://127.0.0.1:$CLICKHOUSE_HTTP_PORT  (database citybrain)
   dashboards        dashboards/README.md says how to load them into Grafana
@@ -138,7 +147,12 @@ $history_note
 Ctrl-C stops everything (nothing acknowledged is lost).
 INFO
 
-start_service citybrain-simulator run --days "$SIMULATOR_DAYS" "${resume_args[@]}"
+ocpp_args=()
+if [ "$CHARGERS_VIA_OCPP" = 1 ]; then
+  ocpp_args=(--chargers-via-ocpp --ocpp-url ws://127.0.0.1:9220/ocpp)
+  say "the simulated chargers speak OCPP through the gateway (CHARGERS_VIA_OCPP=1)"
+fi
+start_service citybrain-simulator run --days "$SIMULATOR_DAYS" "${resume_args[@]}" "${ocpp_args[@]}"
 # Show the backfill's progress here while the services keep logging to files.
 tail -n 0 -F "$logs/citybrain-simulator.log" &
 pids+=($!)

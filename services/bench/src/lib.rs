@@ -415,8 +415,45 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
         options.out_dir.join("BENCHMARKS.json"),
         serde_json::to_string_pretty(&results)? + "\n",
     )?;
-    std::fs::write(options.out_dir.join("BENCHMARKS.md"), results.markdown())?;
+    let path = options.out_dir.join("BENCHMARKS.md");
+    let kept = kept_sections(&std::fs::read_to_string(&path).unwrap_or_default());
+    std::fs::write(&path, results.markdown() + &kept)?;
     Ok(results)
+}
+
+/// The sections other benchmarks wrote into BENCHMARKS.md (between
+/// `<!-- begin: NAME -->` and `<!-- end: NAME -->`, e.g. the OCPP gateway's
+/// 500 chargers), kept when `make bench` rewrites the rest.
+fn kept_sections(markdown: &str) -> String {
+    let mut kept = String::new();
+    let mut inside = false;
+    for line in markdown.lines() {
+        if line.starts_with("<!-- begin: ") {
+            inside = true;
+            kept.push('\n');
+        }
+        if inside {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        if line.starts_with("<!-- end: ") {
+            inside = false;
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod kept_tests {
+    #[test]
+    fn other_benchmarks_sections_survive_a_rewrite() {
+        let old = "# Benchmarks\nold results\n<!-- begin: ocpp -->\n## OCPP\n500\n<!-- end: ocpp -->\ntrailing\n";
+        assert_eq!(
+            super::kept_sections(old),
+            "\n<!-- begin: ocpp -->\n## OCPP\n500\n<!-- end: ocpp -->\n"
+        );
+        assert_eq!(super::kept_sections("# Benchmarks\nnothing else\n"), "");
+    }
 }
 
 /// The load pool (every town event) and a vehicle position for markers.

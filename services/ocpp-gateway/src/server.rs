@@ -26,6 +26,9 @@ use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Each socket's read buffer (it grows for a larger message).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// What every connection shares.
 pub struct Shared {
     pub config: GatewayConfig,
@@ -196,7 +199,14 @@ async fn upgrade(
                 .into_response();
         }
     };
-    let mut ws = ws.max_message_size(shared.config.max_message_bytes);
+    // OCPP messages are small and answered one at a time: 8 KiB read buffers
+    // and eager writes instead of tungstenite's 128 KiB each. With the
+    // defaults, 500 idle chargers held 75 MB, about one 128 KiB buffer each
+    // (BENCHMARKS.md, OCPP section).
+    let mut ws = ws
+        .max_message_size(shared.config.max_message_bytes)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0);
     if let Some(version) = version {
         ws.set_selected_protocol(HeaderValue::from_static(version.subprotocol()));
     } else {

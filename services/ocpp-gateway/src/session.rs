@@ -16,7 +16,7 @@ use crate::error::Fault;
 use crate::registry::Station;
 use crate::{Version, events, time, v16, v201};
 use citybrain_proto::events::v1::{
-    ConnectorStatus, ConnectorStatusValue, Event, MeterSample, event::Payload,
+    ChargePointErrorCode, ConnectorStatus, ConnectorStatusValue, Event, MeterSample, event::Payload,
 };
 use prost_types::Timestamp;
 use serde::de::DeserializeOwned;
@@ -130,6 +130,7 @@ pub fn offline_events(station: &Station, at: SystemTime, cause: &str) -> Vec<Eve
                 evse_id: connector,
                 connector_id: connector,
                 status: ConnectorStatusValue::Offline as i32,
+                error_code: ChargePointErrorCode::NoError as i32,
                 info: format!("citybrain lost the charger: {cause}"),
                 site: station.site.clone(),
                 ..Default::default()

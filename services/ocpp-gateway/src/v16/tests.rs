@@ -450,6 +450,9 @@ fn offline_reports_cover_every_registered_connector() {
     assert!(
         events
             .iter()
-            .all(|e| status(e).status == ConnectorStatusValue::Offline as i32)
+            .all(|e| status(e).status == ConnectorStatusValue::Offline as i32
+                && status(e).error_code == ChargePointErrorCode::NoError as i32)
     );
+    let ids: std::collections::HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "one event id per connector");
 }

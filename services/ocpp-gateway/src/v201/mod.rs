@@ -27,8 +27,8 @@ use crate::session::{
 };
 use crate::units;
 use citybrain_proto::events::v1::{
-    ChargingSession, ConnectorStatus, ConnectorStatusValue as Status, SessionPhase, StopReason,
-    event::Payload,
+    ChargePointErrorCode, ChargingSession, ConnectorStatus, ConnectorStatusValue as Status,
+    SessionPhase, StopReason, event::Payload,
 };
 use messages as m;
 use prost_types::Timestamp;
@@ -185,6 +185,8 @@ fn push_status(
             evse_id: evse,
             connector_id: evse,
             status: status as i32,
+            // 2.0.1 reports faults apart (NotifyEvent): a status says none.
+            error_code: ChargePointErrorCode::NoError as i32,
             vendor_status: session::vendor_text(Some(vendor_status), MAX_VENDOR_TEXT_BYTES, quirks),
             site: ctx.station.site.clone(),
             ..Default::default()

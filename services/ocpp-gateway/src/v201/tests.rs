@@ -85,6 +85,10 @@ fn occupied_follows_the_transactions_charging_state() {
     let plugged = h.events("StatusNotification", json!({"timestamp": "2026-05-01T07:00:00Z", "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1}));
     assert_eq!(status(&plugged[0]).status, Status::Preparing as i32);
     assert_eq!(status(&plugged[0]).vendor_status, "Occupied");
+    assert_eq!(
+        status(&plugged[0]).error_code,
+        ChargePointErrorCode::NoError as i32
+    );
 
     let started = h.events("TransactionEvent", tx_event("Started", 0, "2026-05-01T07:00:05Z", json!({
         "evse": {"id": 1, "connectorId": 1}, "idToken": {"idToken": "card-7", "type": "ISO14443"},
