@@ -106,7 +106,11 @@ pub fn fields(event: &Event) -> Vec<Field<'_>> {
         ]),
         Payload::ChargingSession(p) => fields.extend([
             one("charging_session.station_id", &p.station_id, Required),
-            one("charging_session.transaction_id", &p.transaction_id, Required),
+            one(
+                "charging_session.transaction_id",
+                &p.transaction_id,
+                Required,
+            ),
             one("charging_session.site", &p.site, Optional),
         ]),
         Payload::ParkingSiteCounts(p) => fields.extend([

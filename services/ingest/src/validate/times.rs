@@ -138,7 +138,10 @@ mod tests {
         let inconsistent = |field: &str| Err((ReasonCode::Inconsistent, field.to_string()));
         let ended = Kind::ChargingSession;
         // The sample lasted 3 h; started 3 h before observed_at is right.
-        assert_eq!(answer(&session(|p| p.started_at = at(-3 * 3600))), Ok(ended));
+        assert_eq!(
+            answer(&session(|p| p.started_at = at(-3 * 3600))),
+            Ok(ended)
+        );
         assert_eq!(
             answer(&session(|p| p.started_at = at(1))),
             inconsistent("charging_session.started_at")
@@ -151,7 +154,11 @@ mod tests {
         if let Some(ts) = rounded.observed_at.as_mut() {
             ts.nanos = 500_000_000;
         }
-        assert_eq!(answer(&rounded), Ok(ended), "3599.5 s may be reported as 3600");
+        assert_eq!(
+            answer(&rounded),
+            Ok(ended),
+            "3599.5 s may be reported as 3600"
+        );
         let started = |p: &mut citybrain_proto::events::v1::ChargingSession| {
             p.phase = SessionPhase::Started as i32;
             p.meter_stop_wh = None;
