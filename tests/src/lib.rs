@@ -585,3 +585,57 @@ pub async fn ingest_all(
         }
     }
 }
+
+/// A gRPC client of `ingest`.
+pub async fn ingest_client(
+    ingest: &RunningIngest,
+) -> citybrain_proto::ingest::v1::ingest_service_client::IngestServiceClient<
+    tonic::transport::Channel,
+> {
+    citybrain_proto::ingest::v1::ingest_service_client::IngestServiceClient::connect(
+        ingest.endpoint(),
+    )
+    .await
+    .expect("connect ingest")
+}
+
+/// A gRPC request carrying the API key `key`.
+pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().expect("key is ASCII"));
+    request
+}
+
+/// Every feed topic under `prefix`.
+pub fn feed_topics(prefix: &str) -> Vec<String> {
+    Feed::ALL
+        .iter()
+        .map(|feed| format!("{prefix}{}", feed.topic()))
+        .collect()
+}
+
+/// The events stored on the feed topics under `prefix`, as ingest wrote
+/// them: reads until `expected` arrived (then `settle` more for any extra).
+pub fn stored_events(
+    brokers: &str,
+    prefix: &str,
+    expected: usize,
+    settle: Duration,
+) -> Vec<citybrain_proto::events::v1::IngestedEvent> {
+    use prost::Message as _;
+    read_topics(
+        brokers,
+        &feed_topics(prefix),
+        expected,
+        Duration::from_secs(30),
+        settle,
+    )
+    .iter()
+    .map(|message| {
+        citybrain_proto::events::v1::IngestedEvent::decode(message.payload().expect("payload"))
+            .expect("a stored record decodes")
+    })
+    .collect()
+}
