@@ -5,7 +5,8 @@
 //! tests that need data of their own, the service on port 0, and small HTTP
 //! and gRPC clients.
 
-#![allow(dead_code)]
+// Each test binary uses a different part of it.
+#![allow(dead_code, unused_imports)]
 
 pub mod dataset;
 pub mod pipeline;
