@@ -100,7 +100,6 @@ async fn migrations_replicate_and_views_count_each_insert_once() {
         for table in [
             "raw_connector_status",
             "raw_bin_reading",
-            "charger_status_5m",
             "parking_occupancy_1h",
             "bin_latest",
             "schema_migrations",
@@ -160,8 +159,8 @@ async fn migrations_replicate_and_views_count_each_insert_once() {
         .await;
         replicated(
             client,
-            &format!("SELECT sum(seconds) FROM {db}.charger_status_5m_local"),
-            800,
+            &format!("SELECT count() FROM {db}.connector_status_latest_local"),
+            1,
         )
         .await;
         replicated(
@@ -184,10 +183,10 @@ async fn migrations_replicate_and_views_count_each_insert_once() {
         assert_eq!(
             number(
                 client,
-                &format!("SELECT sum(seconds) FROM {db}.charger_status_1h")
+                &format!("SELECT count() FROM {db}.connector_status_latest FINAL")
             )
             .await,
-            800
+            1
         );
     }
 
