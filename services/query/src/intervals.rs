@@ -4,9 +4,10 @@
 //!
 //! The rule (the catalog and the README state it too):
 //! - a connector's status lasts from its event until the connector's next
-//!   status event by `observed_at` (ties broken by `observed_ms`, `seq_no`,
-//!   then `event_id`, so the order never depends on arrival), in whole
-//!   seconds of `observed_at`, at most [`MAX_STATUS_INTERVAL_S`];
+//!   status event by `observed_at` and `observed_ms` (ties broken by the
+//!   device's `seq_no`, then by the status, so the order never depends on
+//!   arrival), in whole seconds of `observed_at`, at most
+//!   [`MAX_STATUS_INTERVAL_S`];
 //! - a connector's newest status has no end yet and is not counted until the
 //!   next event arrives (an open interval is not a measurement);
 //! - an interval is split at bucket boundaries and clipped to the range.
@@ -44,8 +45,10 @@ fn split_step(bucket: Option<Bucket>) -> i64 {
 
 /// One row per (interval, slot of [`split_step`]) within the range: `t`
 /// (the later of the slot's start and the interval's, so it falls in the
-/// slot's bucket), `site`, `station_id`, `device_id` (of the event that
-/// starts the interval), `status` and `seconds`.
+/// slot's bucket), `site`, `station_id`, `device_id`, `status` and
+/// `seconds`. A connector's site and station are its newest in the rows
+/// read: they do not change in practice, and carrying them with every event
+/// made the query 1.5–1.9 times slower at 3,000 connectors.
 pub fn charger_intervals(sql: &mut Sql, scope: &Scope<'_>) {
     let (from, to) = (scope.from, scope.to);
     let step = split_step(scope.bucket);
@@ -55,24 +58,26 @@ pub fn charger_intervals(sql: &mut Sql, scope: &Scope<'_>) {
     )
     .int(step)
     .push(", hi) - greatest(slot, lo) AS seconds FROM (")
-    // One row per interval that overlaps the range, clipped to it: [lo, hi).
-    // The last event of each connector gets end 0, so hi <= lo drops it.
+    // One row per interval that overlaps the range, clipped to it: [lo, hi)
+    // in whole seconds. The last event of each connector gets end 0, so
+    // hi <= lo drops it.
     .push(
-        "SELECT device_id, e.5 AS status, e.6 AS site, e.7 AS station_id, \
-         greatest(toInt64(e.1), ",
+        "SELECT device_id, site, station_id, e.3 AS status, \
+         greatest(toInt64(intDiv(e.1, 1000)), ",
     )
     .int(from)
-    .push(") AS lo, least(least(toInt64(n), toInt64(e.1) + ")
+    .push(") AS lo, least(least(toInt64(intDiv(n, 1000)), toInt64(intDiv(e.1, 1000)) + ")
     .int(MAX_STATUS_INTERVAL_S)
     .push("), ")
     .int(to)
     .push(") AS hi FROM (")
-    // Each connector's events in event-time order, and each one's end: the
-    // next event's time.
+    // Each connector's events in event-time order (milliseconds, then the
+    // device's seq_no, then the status: equal keys are interchangeable), and
+    // each one's end: the next event's time.
     .push(
-        "SELECT device_id, \
-         arraySort(groupArray((toUInt32(observed_at), observed_ms, ifNull(seq_no, 0), toString(event_id), status, site, station_id))) AS ev, \
-         arrayPushBack(arrayPopFront(arrayMap(x -> x.1, ev)), toUInt32(0)) AS ends FROM ",
+        "SELECT device_id, argMax(site, observed_at) AS site, argMax(station_id, observed_at) AS station_id, \
+         arraySort(groupArray((toUInt64(observed_at) * 1000 + observed_ms, ifNull(seq_no, 0), status))) AS ev, \
+         arrayPushBack(arrayPopFront(arrayMap(x -> x.1, ev)), toUInt64(0)) AS ends FROM ",
     )
     .table(scope.database, "raw_connector_status")
     .push(" FINAL WHERE tenant_id = ")
