@@ -16,8 +16,8 @@ mod support;
 use citybrain_proto::events::v1::{self as ev, Event, event::Payload};
 use citybrain_query::config::Limits;
 use citybrain_tests::{
-    RunningIngest, RunningSink, create_pipeline_topics, ingest_all, ingest_config, scratch_dir,
-    sink_config, stack_brokers, stack_clickhouse_url, unique_prefix, write_key_file,
+    RunningIngest, RunningSink, TestTopics, ingest_all, ingest_config, scratch_dir, sink_config,
+    stack_brokers, stack_clickhouse_url, unique_prefix, write_key_file,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -188,7 +188,7 @@ fn event(change: &Change) -> Event {
 async fn send_and_store(
     ingest: &RunningIngest,
     sink: &RunningSink,
-    db: &Db,
+    db: &TestDatabase,
     changes: &[&Change],
     total: u64,
 ) {
@@ -200,7 +200,7 @@ async fn send_and_store(
         STORED_WITHIN,
         &format!("{total} connector statuses stored"),
         || async {
-            db.client
+            db.client()
                 .query(&sql)
                 .fetch_one::<u64>()
                 .await
@@ -303,9 +303,9 @@ async fn time_in_status_counts_event_time_order_whatever_the_arrival_order() {
         late.len()
     );
 
-    let db = Db::fresh().await;
     let (brokers, url, prefix) = (stack_brokers(), stack_clickhouse_url(), unique_prefix());
-    create_pipeline_topics(&brokers, &prefix, 2).await;
+    let db = TestDatabase::migrated(&url, "late_data").await;
+    let _topics = TestTopics::pipeline(&brokers, &prefix, 2).await;
     let keys = write_key_file(&scratch_dir("late-data-ingest"));
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, keys)).await;
     let sink = RunningSink::start(sink_config(&brokers, &url, &prefix, &db.name)).await;
@@ -363,5 +363,4 @@ async fn time_in_status_counts_event_time_order_whatever_the_arrival_order() {
     assert!(wrong.is_empty(), "noon to noon:\n{}", wrong.join("\n"));
 
     service.stop().await;
-    db.drop().await;
 }
