@@ -11,6 +11,7 @@
 //! event time, split at bucket boundaries; a connector's last event has no
 //! end yet and is not counted (the documented rule, see the catalog).
 
+#[allow(unused_imports)]
 mod support;
 
 use citybrain_proto::events::v1::{self as ev, Event, event::Payload};

@@ -5,8 +5,7 @@
 //! tests that need data of their own, the service on port 0, and small HTTP
 //! and gRPC clients.
 
-// Each test binary uses a different part of it.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 pub mod dataset;
 pub mod pipeline;
