@@ -126,8 +126,9 @@ pub enum Source {
     },
     /// A raw table, read with `FINAL` so a repeated event counts once.
     Raw(&'static str),
-    /// A subquery of one row per entity (request, trip, vehicle-bucket) with
-    /// a time column `t`; it applies the tenant and time range itself.
+    /// A subquery of one row per entity (request, trip, vehicle-bucket,
+    /// connector-status interval per slot) with a time column `t`; it
+    /// applies the tenant and time range itself.
     Entity(fn(&mut Sql, &Scope<'_>)),
 }
 
@@ -368,11 +369,8 @@ const PATROL_DIMS: &[Dim] = &[
 pub static METRICS: &[Metric] = &[
     Metric {
         name: "charger_utilisation",
-        description: "Share of observed connector time spent charging, from the time-in-status roll-up.",
-        source: Source::Rollup {
-            five_minutes: "charger_status_5m",
-            hour: "charger_status_1h",
-        },
+        description: "Share of observed connector time spent charging, from the raw status events in event-time order (late events included): a status lasts until the connector's next status event, at most 7 days; a connector's newest status is not counted until the next one arrives.",
+        source: Source::Entity(crate::intervals::charger_intervals),
         dimensions: CHARGER_DIMS,
         default_group_by: &["site"],
         measures: &[

@@ -77,6 +77,12 @@ pub const MIGRATIONS: &[Migration] = &[
         min_server: None,
         render: log_lineage,
     },
+    Migration {
+        version: 7,
+        name: "time_in_status_at_query_time",
+        min_server: None,
+        render: time_in_status_at_query_time,
+    },
 ];
 
 /// Columns every raw table starts with.
@@ -107,8 +113,9 @@ const RESOLUTIONS: [(&str, &str, u32); 2] = [
     ("1h", "toStartOfHour", 3600),
 ];
 
-/// The longest status interval the charger roll-up attributes (7 days); a
-/// connector silent for longer than that is not counted for the rest.
+/// The longest status interval migration 3's charger roll-up attributed (7
+/// days); a connector silent for longer was not counted for the rest. The
+/// roll-up is gone (migration 7); the query service keeps the same limit.
 const MAX_STATUS_INTERVAL_S: u32 = 7 * 24 * 3600;
 
 fn raw_tables(options: &SchemaOptions) -> Vec<String> {
@@ -163,6 +170,15 @@ fn rollups(options: &SchemaOptions) -> Vec<String> {
                 ],
             )
         })
+        .collect()
+}
+
+/// Drops the time-in-status roll-up of migration 3, both resolutions.
+fn time_in_status_at_query_time(options: &SchemaOptions) -> Vec<String> {
+    let sql = include_str!("../migrations/0007_time_in_status_at_query_time.sql");
+    RESOLUTIONS
+        .iter()
+        .flat_map(|(res, _, _)| split(sql, options, &[("{res}", res)]))
         .collect()
 }
 
@@ -302,6 +318,20 @@ mod tests {
         }
         assert!(sql.contains("toStartOfFiveMinute(observed_at)"));
         assert!(sql.contains("2016)"), "7 days of 5-minute slots");
+    }
+
+    #[test]
+    fn time_in_status_rollups_are_dropped_view_first() {
+        let statements = MIGRATIONS[6].statements(&options());
+        assert_eq!(
+            statements,
+            [
+                "DROP TABLE IF EXISTS citybrain_x.charger_status_5m_mv",
+                "DROP TABLE IF EXISTS citybrain_x.charger_status_5m",
+                "DROP TABLE IF EXISTS citybrain_x.charger_status_1h_mv",
+                "DROP TABLE IF EXISTS citybrain_x.charger_status_1h",
+            ]
+        );
     }
 
     #[test]

@@ -48,8 +48,8 @@ pub const CONNECTORS_B: &[Connector] = &[Connector {
 }];
 
 /// Seconds per status per `bucket` seconds, split at bucket boundaries,
-/// for connectors at `site` (as the roll-up defines it: the status an
-/// event ends, over the time since the previous event).
+/// for connectors at `site` (as `charger_utilisation` defines it: each status
+/// lasts until the connector's next event; the last one is not counted).
 pub fn status_seconds(
     connectors: &[Connector],
     site: Option<&str>,
