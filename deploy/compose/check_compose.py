@@ -43,9 +43,9 @@ def problem(text):
 
 
 def env_vars_read(crate):
-    """CITYBRAIN_* names that appear as string literals in the crate or telemetry."""
+    """CITYBRAIN_* names that appear as string literals in the crate or the shared libraries."""
     text = ""
-    for folder in (ROOT / "services" / crate / "src", ROOT / "services/telemetry/src"):
+    for folder in (ROOT / "services" / crate / "src", ROOT / "services/lib"):
         text += "".join(p.read_text() for p in folder.rglob("*.rs"))
     return set(re.findall(r'"(CITYBRAIN_[A-Z0-9_]+)"', text))
 
@@ -195,7 +195,7 @@ def check_topics(services):
     text = script.read_text()
     listed = set(re.findall(r"^\s+(citybrain\.[a-z_]+\.v\d+)\s*$", text, re.M))
     feeds = set(re.findall(r'=> "(citybrain\.[a-z_]+\.v\d+)"', (ROOT / "proto/src/feed.rs").read_text()))
-    dead = re.findall(r'pub const TOPIC: &str = "([^"]+)"', (ROOT / "services/sink/src/dead_letter.rs").read_text())
+    dead = re.findall(r'pub const DEAD_LETTER_TOPIC: &str = "([^"]+)"', (ROOT / "proto/src/feed.rs").read_text())
     expected = feeds | set(dead)
     if not feeds or not dead:
         problem("could not read the feed topics or the dead-letter topic from the source")

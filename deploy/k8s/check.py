@@ -8,10 +8,10 @@ when `kubectl` is installed, its `kubectl kustomize` output must equal ours.
 
 Checks, per overlay:
 - probes: liveness GET /healthz and readiness GET /readyz (routes of
-  services/telemetry/src/admin.rs) on the container port that the service's
+  services/lib/runtime/src/admin.rs) on the container port that the service's
   *_ADMIN_ADDR variable listens on;
 - every CITYBRAIN_* variable a container receives (env, envFrom) is read by
-  its binary (services/<crate>/src, telemetry);
+  its binary (services/<crate>/src or the shared libraries in services/lib);
 - every ConfigMap and Secret referenced exists with the keys used, unless the
   overlay declares it external (created from the operators' vault);
 - selectors of Deployments, Services and PodDisruptionBudgets match pod
@@ -160,13 +160,13 @@ def kubectl_render(folder):
 
 def env_vars_read(crate):
     text = ""
-    for folder in (ROOT / "services" / crate / "src", ROOT / "services/telemetry/src"):
+    for folder in (ROOT / "services" / crate / "src", ROOT / "services/lib"):
         text += "".join(p.read_text() for p in folder.rglob("*.rs"))
     return set(re.findall(r'"(CITYBRAIN_[A-Z0-9_]+)"', text))
 
 
 def admin_routes():
-    return set(re.findall(r'\.route\("(/[a-z]+)"', (ROOT / "services/telemetry/src/admin.rs").read_text()))
+    return set(re.findall(r'\.route\("(/[a-z]+)"', (ROOT / "services/lib/runtime/src/admin.rs").read_text()))
 
 
 def check(overlay, objects):

@@ -48,9 +48,10 @@ def source_text(service):
 
 
 def kinds():
+    # The one table of kinds: `kinds! { Name => "name", Feed; ... }`.
     text = (ROOT / "proto/src/feed.rs").read_text()
-    body = text[text.index("pub fn as_str"):]
-    body = body[: body.index("pub fn parse")]
+    body = text[text.index("kinds! {"):]
+    body = body[: body.index("}")]
     return set(re.findall(r'=> "([a-z_]+)"', body))
 
 

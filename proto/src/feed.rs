@@ -10,16 +10,6 @@ use std::fmt;
 /// Version of the contract written into every record's `schema` header.
 pub const SCHEMA_VERSION: &str = "citybrain.events.v1";
 
-/// Kafka header names set on every record ingest produces.
-pub mod headers {
-    /// The payload kind, as [`super::Kind::as_str`].
-    pub const KIND: &str = "kind";
-    /// The contract version, [`super::SCHEMA_VERSION`].
-    pub const SCHEMA: &str = "schema";
-    /// The tenant that sent the event.
-    pub const TENANT: &str = "tenant";
-}
-
 /// A feed: a group of kinds that share one topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Feed {
@@ -51,81 +41,72 @@ impl Feed {
     }
 }
 
-/// The kind of an event: which payload it carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    ConnectorStatus,
-    MeterSample,
-    ChargingSession,
-    ParkingSiteCounts,
-    ParkingSpotStatus,
-    VehiclePosition,
-    PatrolCheckIn,
-    BinReading,
-    WasteCollection,
-    ServiceRequest,
+/// The topic of dead letters: records the sink can never store, with why.
+pub const DEAD_LETTER_TOPIC: &str = "citybrain.dead_letter.v1";
+
+/// Declares [`Kind`] and everything derived from its one table: the payload
+/// field name, the feed, the raw table and the payload variant.
+macro_rules! kinds {
+    ($($kind:ident => $name:literal, $feed:ident;)+) => {
+        /// The kind of an event: which payload it carries.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Kind {
+            $($kind,)+
+        }
+
+        impl Kind {
+            /// Every kind, in the contract's order.
+            pub const ALL: [Kind; [$(Kind::$kind),+].len()] = [$(Kind::$kind),+];
+
+            /// The kind of a payload.
+            pub fn of(payload: &Payload) -> Kind {
+                match payload {
+                    $(Payload::$kind(_) => Kind::$kind,)+
+                }
+            }
+
+            /// The name used in API keys' allow-lists, Kafka headers and
+            /// metrics: the payload's field name in `Event`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Kind::$kind => $name,)+
+                }
+            }
+
+            /// The ClickHouse table of the kind's raw rows, `raw_<name>`.
+            pub fn raw_table(self) -> &'static str {
+                match self {
+                    $(Kind::$kind => concat!("raw_", $name),)+
+                }
+            }
+
+            /// The feed (and so the Kafka topic) the kind travels on.
+            pub fn feed(self) -> Feed {
+                match self {
+                    $(Kind::$kind => Feed::$feed,)+
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    ConnectorStatus => "connector_status", EvCharging;
+    MeterSample => "meter_sample", EvCharging;
+    ChargingSession => "charging_session", EvCharging;
+    ParkingSiteCounts => "parking_site_counts", Parking;
+    ParkingSpotStatus => "parking_spot_status", Parking;
+    VehiclePosition => "vehicle_position", Vehicles;
+    PatrolCheckIn => "patrol_check_in", Sanitation;
+    BinReading => "bin_reading", Sanitation;
+    WasteCollection => "waste_collection", Sanitation;
+    ServiceRequest => "service_request", ServiceRequests;
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
-        Kind::ConnectorStatus,
-        Kind::MeterSample,
-        Kind::ChargingSession,
-        Kind::ParkingSiteCounts,
-        Kind::ParkingSpotStatus,
-        Kind::VehiclePosition,
-        Kind::PatrolCheckIn,
-        Kind::BinReading,
-        Kind::WasteCollection,
-        Kind::ServiceRequest,
-    ];
-
-    /// The kind of a payload.
-    pub fn of(payload: &Payload) -> Kind {
-        match payload {
-            Payload::ConnectorStatus(_) => Kind::ConnectorStatus,
-            Payload::MeterSample(_) => Kind::MeterSample,
-            Payload::ChargingSession(_) => Kind::ChargingSession,
-            Payload::ParkingSiteCounts(_) => Kind::ParkingSiteCounts,
-            Payload::ParkingSpotStatus(_) => Kind::ParkingSpotStatus,
-            Payload::VehiclePosition(_) => Kind::VehiclePosition,
-            Payload::PatrolCheckIn(_) => Kind::PatrolCheckIn,
-            Payload::BinReading(_) => Kind::BinReading,
-            Payload::WasteCollection(_) => Kind::WasteCollection,
-            Payload::ServiceRequest(_) => Kind::ServiceRequest,
-        }
-    }
-
-    /// The name used in API keys' allow-lists, Kafka headers and metrics:
-    /// the payload's field name in `Event`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::ConnectorStatus => "connector_status",
-            Kind::MeterSample => "meter_sample",
-            Kind::ChargingSession => "charging_session",
-            Kind::ParkingSiteCounts => "parking_site_counts",
-            Kind::ParkingSpotStatus => "parking_spot_status",
-            Kind::VehiclePosition => "vehicle_position",
-            Kind::PatrolCheckIn => "patrol_check_in",
-            Kind::BinReading => "bin_reading",
-            Kind::WasteCollection => "waste_collection",
-            Kind::ServiceRequest => "service_request",
-        }
-    }
-
     /// Parses [`Kind::as_str`] back.
     pub fn parse(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
-    }
-
-    pub fn feed(self) -> Feed {
-        match self {
-            Kind::ConnectorStatus | Kind::MeterSample | Kind::ChargingSession => Feed::EvCharging,
-            Kind::ParkingSiteCounts | Kind::ParkingSpotStatus => Feed::Parking,
-            Kind::VehiclePosition => Feed::Vehicles,
-            Kind::PatrolCheckIn | Kind::BinReading | Kind::WasteCollection => Feed::Sanitation,
-            Kind::ServiceRequest => Feed::ServiceRequests,
-        }
     }
 }
 
@@ -149,6 +130,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), Kind::ALL.len());
         assert_eq!(Kind::parse("nope"), None);
+        assert_eq!(Kind::BinReading.raw_table(), "raw_bin_reading");
     }
 
     #[test]

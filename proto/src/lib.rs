@@ -6,6 +6,10 @@
 //! payload kind travels on ([`feed`]).
 
 pub mod feed;
+pub mod record;
+pub mod time;
+
+pub use time::timestamp;
 
 /// `citybrain.events.v1`: the envelope and the typed payloads.
 pub mod events {

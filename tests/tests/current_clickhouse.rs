@@ -32,7 +32,6 @@
 #[path = "current_clickhouse/recorder.rs"]
 mod recorder;
 
-use citybrain_ingest::samples;
 use citybrain_proto::events::v1::{self as ev, Event, IngestedEvent, event::Payload};
 use citybrain_proto::feed::SCHEMA_VERSION;
 use citybrain_query::catalog::{self, Bucket};
@@ -41,9 +40,10 @@ use citybrain_query::live::{self, FilterKind};
 use citybrain_query::table::Table;
 use citybrain_schema::{MIGRATIONS, MIGRATIONS_TABLE, SchemaOptions, ServerVersion};
 use citybrain_sink::batch::{TableRow, Tables};
-use citybrain_sink::pipeline::{chain_statuses, table_name};
+use citybrain_sink::pipeline::chain_statuses;
 use citybrain_sink::rows::{Lineage, decode};
 use citybrain_tests::grafana::{Choices, TimeRange, expand};
+use citybrain_tests::samples;
 use citybrain_tests::*;
 use recorder::{Recorded, Recorder};
 use serde_json::{Value, json};
@@ -360,7 +360,7 @@ async fn write_table<R: TableRow>(sink: &Sink<'_>, kind: Kind, rows: &[R]) {
     if rows.is_empty() {
         return;
     }
-    let table = table_name(kind);
+    let table = Kind::raw_table(kind);
     sink.store
         .stored_event_ids(table, rows)
         .await
@@ -476,9 +476,7 @@ async fn every_statement_runs_on_clickhouse_18_16_and_current() {
     let current = current_version(&python);
     let url = stack_clickhouse_url();
     let setup = Setup {
-        direct: clickhouse::Client::default()
-            .with_url(&url)
-            .with_validation(false),
+        direct: citybrain_tests::clickhouse::client(&url),
         recorder: Recorder::start(&url).await,
         database: format!(
             "test_cc_{}",
@@ -495,7 +493,7 @@ async fn every_statement_runs_on_clickhouse_18_16_and_current() {
     ordered.extend(sink_statements(&setup).await);
     let written: BTreeSet<String> = Kind::ALL
         .into_iter()
-        .map(|kind| table_name(kind).to_string())
+        .map(|kind| Kind::raw_table(kind).to_string())
         .collect();
     ordered.extend(copy_other_tables(direct, database, &written).await);
     ordered.extend(query_service_statements(&setup).await);
@@ -586,9 +584,7 @@ async fn every_statement_runs_on_clickhouse_18_16_and_current() {
 /// gated above even `current`, which cannot be checked here.
 async fn schema_statements(setup: &Setup, current: ServerVersion) -> (Vec<Statement>, Vec<String>) {
     let (direct, recorder) = (&setup.direct, &setup.recorder);
-    let via_recorder = clickhouse::Client::default()
-        .with_url(recorder.url())
-        .with_validation(false);
+    let via_recorder = citybrain_tests::clickhouse::client(&recorder.url());
     let options = SchemaOptions::new(&setup.database);
     let report = citybrain_schema::migrate(&via_recorder, &options)
         .await
@@ -681,7 +677,7 @@ async fn sink_statements(setup: &Setup) -> Vec<Statement> {
     let mut config = citybrain_sink::config::SinkConfig::new("unused:9092", setup.recorder.url());
     config.clickhouse.database = setup.database.clone();
     let sink = Sink {
-        store: citybrain_sink::store::Store::new(&config.clickhouse),
+        store: citybrain_sink::store::Store::new(&config),
         recorder: &setup.recorder,
         statements: std::sync::Mutex::new(Vec::new()),
     };
@@ -716,7 +712,7 @@ async fn sink_statements(setup: &Setup) -> Vec<Statement> {
     let found = sink
         .store
         .stored_event_ids(
-            table_name(Kind::ConnectorStatus),
+            Kind::raw_table(Kind::ConnectorStatus),
             &repeated.connector_status,
         )
         .await
@@ -737,7 +733,7 @@ async fn query_service_statements(setup: &Setup) -> Vec<Statement> {
     let limits = citybrain_query::config::Limits::default();
     let core = QueryCore::new(
         citybrain_query::store::Store::new(
-            &citybrain_query::config::ClickHouseConfig::new(recorder.url(), database.as_str()),
+            &citybrain_config::ClickHouseConfig::new(recorder.url(), database.as_str()),
             limits.timeout,
         ),
         citybrain_query::sql::Database::new(database).unwrap(),

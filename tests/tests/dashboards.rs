@@ -3,10 +3,10 @@
 //! holding events that went through ingest → Kafka → sink; every Prometheus
 //! panel's metric present in the services' live `/metrics`.
 
-use citybrain_ingest::samples;
 use citybrain_proto::events::v1::{self as ev, Event, event::Payload};
 use citybrain_proto::ingest::v1::{IngestRequest, ingest_service_client::IngestServiceClient};
 use citybrain_tests::grafana::{Choices, TimeRange, expand};
+use citybrain_tests::samples;
 use citybrain_tests::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -326,10 +326,10 @@ async fn every_panel_query_runs_on_clickhouse_with_pipeline_data() {
         citybrain_sink::metrics::BUCKETS,
     ]
     .concat();
-    citybrain_telemetry::install_prometheus(&buckets);
+    citybrain_runtime::install_prometheus(&buckets);
     let brokers = stack_brokers();
     let prefix = unique_prefix();
-    create_feed_topics(&brokers, &prefix, 1).await;
+    let _topics = TestTopics::feeds(&brokers, &prefix, 1).await;
     let database = format!(
         "test_dash_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -358,10 +358,7 @@ async fn every_panel_query_runs_on_clickhouse_with_pipeline_data() {
     let response = client.ingest(request).await.unwrap().into_inner();
     assert_eq!(response.accepted as usize, events.len(), "{response:?}");
 
-    let ch = clickhouse::Client::default()
-        .with_url(stack_clickhouse_url())
-        .with_validation(false)
-        .with_database(&database);
+    let ch = citybrain_tests::clickhouse::client(&stack_clickhouse_url()).with_database(&database);
     let expected = events.len() as u64;
     eventually(
         Duration::from_secs(60),
@@ -444,13 +441,13 @@ async fn every_panel_query_runs_on_clickhouse_with_pipeline_data() {
         || async {
             sink.admin_get("/metrics")
                 .await
-                .1
+                .body
                 .contains("citybrain_sink_consumer_lag_messages{")
         },
     )
     .await;
-    let (_, ingest_metrics) = ingest.admin_get("/metrics").await;
-    let (_, sink_metrics) = sink.admin_get("/metrics").await;
+    let ingest_metrics = ingest.admin_get("/metrics").await.body;
+    let sink_metrics = sink.admin_get("/metrics").await.body;
     let exported: BTreeSet<String> = ingest_metrics
         .lines()
         .chain(sink_metrics.lines())

@@ -2,10 +2,10 @@
 //! of a kind the key may not send is rejected while the rest of the batch
 //! proceeds.
 
-use citybrain_ingest::samples;
 use citybrain_proto::ingest::v1::{
     IngestRequest, Outcome, ReasonCode, ingest_service_client::IngestServiceClient,
 };
+use citybrain_tests::samples;
 use citybrain_tests::*;
 use std::time::{Duration, SystemTime};
 use tonic::{Code, Request};
@@ -14,7 +14,7 @@ use tonic::{Code, Request};
 async fn keys_decide_who_may_send_which_kinds() {
     let brokers = stack_brokers();
     let prefix = unique_prefix();
-    create_feed_topics(&brokers, &prefix, 1).await;
+    let _topics = TestTopics::feeds(&brokers, &prefix, 1).await;
     let dir = scratch_dir("ingest-auth");
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, write_key_file(&dir))).await;
     let mut client = IngestServiceClient::connect(ingest.endpoint())

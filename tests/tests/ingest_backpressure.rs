@@ -8,11 +8,11 @@
 //! then refuses every producer. A memory broker restarts empty, so the test
 //! recreates the topics, as an operator would after losing a broker's disk.
 
-use citybrain_ingest::samples;
 use citybrain_proto::events::v1::Event;
 use citybrain_proto::ingest::v1::{
     IngestRequest, IngestResponse, ingest_service_client::IngestServiceClient,
 };
+use citybrain_tests::samples;
 use citybrain_tests::*;
 use std::time::{Duration, Instant, SystemTime};
 use tonic::{Code, Request, Status, transport::Channel};
@@ -46,11 +46,11 @@ fn batch(n: usize) -> Vec<Event> {
 async fn broker_outage_gives_unavailable_then_recovers() {
     let mut broker = PrivateBroker::start(BrokerStorage::Memory).await;
     let prefix = unique_prefix();
-    create_feed_topics(&broker.brokers(), &prefix, 1).await;
+    let _topics = TestTopics::feeds(&broker.brokers(), &prefix, 1).await;
     let dir = scratch_dir("ingest-outage");
     let mut config = ingest_config(&broker.brokers(), &prefix, write_key_file(&dir));
-    config.kafka.delivery_timeout = Duration::from_secs(3);
-    let delivery_timeout = config.kafka.delivery_timeout;
+    config.producer.settings.delivery_timeout = Duration::from_secs(3);
+    let delivery_timeout = config.producer.settings.delivery_timeout;
     let ingest = RunningIngest::start(config).await;
     let mut client = IngestServiceClient::connect(ingest.endpoint())
         .await
@@ -76,16 +76,16 @@ async fn broker_outage_gives_unavailable_then_recovers() {
         "answered within the delivery deadline ({took:?})"
     );
     assert!(ingest.is_running(), "the service stays up");
-    assert_eq!(ingest.admin_get("/healthz").await.0, 200, "alive");
+    assert_eq!(ingest.admin_get("/healthz").await.status, 200, "alive");
     eventually(
         Duration::from_secs(20),
         "/readyz to report kafka down",
-        || async { ingest.admin_get("/readyz").await.0 == 503 },
+        || async { ingest.admin_get("/readyz").await.status == 503 },
     )
     .await;
 
     broker.resume().await;
-    create_feed_topics(&broker.brokers(), &prefix, 1).await;
+    let _topics = TestTopics::feeds(&broker.brokers(), &prefix, 1).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let response = loop {
         match send(&mut client, &during).await {
@@ -103,7 +103,7 @@ async fn broker_outage_gives_unavailable_then_recovers() {
     eventually(
         Duration::from_secs(20),
         "/readyz to report kafka back",
-        || async { ingest.admin_get("/readyz").await.0 == 200 },
+        || async { ingest.admin_get("/readyz").await.status == 200 },
     )
     .await;
 
@@ -139,11 +139,11 @@ async fn broker_outage_gives_unavailable_then_recovers() {
 async fn a_full_producer_queue_answers_resource_exhausted_and_stays_up() {
     let mut broker = PrivateBroker::start(BrokerStorage::Sqlite).await;
     let prefix = unique_prefix();
-    create_feed_topics(&broker.brokers(), &prefix, 1).await;
+    let _topics = TestTopics::feeds(&broker.brokers(), &prefix, 1).await;
     let dir = scratch_dir("ingest-overload");
     let mut config = ingest_config(&broker.brokers(), &prefix, write_key_file(&dir));
-    config.kafka.delivery_timeout = Duration::from_secs(3);
-    config.kafka.queue_max_messages = 10;
+    config.producer.settings.delivery_timeout = Duration::from_secs(3);
+    config.producer.settings.queue_max_messages = 10;
     let ingest = RunningIngest::start(config).await;
     let mut client = IngestServiceClient::connect(ingest.endpoint())
         .await
@@ -157,7 +157,7 @@ async fn a_full_producer_queue_answers_resource_exhausted_and_stays_up() {
         .expect_err("queue of 10 cannot take 50");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(ingest.is_running());
-    let (_, metrics) = ingest.admin_get("/metrics").await;
+    let metrics = ingest.admin_get("/metrics").await.body;
     assert!(
         metrics.contains(r#"outcome="retryable",reason="overloaded""#),
         "overload is visible in metrics"

@@ -2,13 +2,14 @@
 //! is answered exactly per event, and the topics then hold exactly the
 //! accepted events, decodable, with the right keys and headers.
 
-use citybrain_ingest::samples;
 use citybrain_proto::events::v1::{Event, IngestedEvent, event::Payload};
-use citybrain_proto::feed::{SCHEMA_VERSION, headers};
+use citybrain_proto::feed::SCHEMA_VERSION;
 use citybrain_proto::ingest::v1::{
     EventResult, IngestRequest, IngestResponse, Outcome, ReasonCode,
     ingest_service_client::IngestServiceClient,
 };
+use citybrain_proto::record::header as headers;
+use citybrain_tests::samples;
 use citybrain_tests::*;
 use prost::Message as _;
 use rdkafka::Message as _;
@@ -93,7 +94,7 @@ fn mixed_batch(now: SystemTime) -> (Vec<Event>, usize) {
 async fn a_mixed_batch_is_answered_per_event_and_kafka_holds_exactly_the_accepted() {
     let brokers = stack_brokers();
     let prefix = unique_prefix();
-    create_feed_topics(&brokers, &prefix, 2).await;
+    let _topics = TestTopics::feeds(&brokers, &prefix, 2).await;
     let dir = scratch_dir("ingest-e2e");
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, write_key_file(&dir))).await;
     let mut client = client(&ingest).await;
@@ -214,7 +215,8 @@ async fn a_mixed_batch_is_answered_per_event_and_kafka_holds_exactly_the_accepte
     let expected: BTreeSet<String> = (0..valid as u8).map(id).collect();
     assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), expected);
 
-    let (status, metrics) = ingest.admin_get("/metrics").await;
+    let reply = ingest.admin_get("/metrics").await;
+    let (status, metrics) = (reply.status, reply.body);
     assert_eq!(status, 200);
     assert!(
         metrics.contains(r#"citybrain_ingest_events_total{kind="bin_reading",outcome="rejected",reason="out_of_range"} 1"#),
@@ -229,7 +231,7 @@ async fn a_mixed_batch_is_answered_per_event_and_kafka_holds_exactly_the_accepte
 async fn a_stream_of_batches_is_answered_across_the_whole_stream() {
     let brokers = stack_brokers();
     let prefix = unique_prefix();
-    create_feed_topics(&brokers, &prefix, 1).await;
+    let _topics = TestTopics::feeds(&brokers, &prefix, 1).await;
     let dir = scratch_dir("ingest-stream");
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, write_key_file(&dir))).await;
     let mut client = client(&ingest).await;
@@ -295,7 +297,7 @@ async fn a_stream_of_batches_is_answered_across_the_whole_stream() {
 async fn oversized_batches_are_refused_whole_naming_the_limit() {
     let brokers = stack_brokers();
     let prefix = unique_prefix();
-    create_feed_topics(&brokers, &prefix, 1).await;
+    let _topics = TestTopics::feeds(&brokers, &prefix, 1).await;
     let dir = scratch_dir("ingest-limits");
     let mut config = ingest_config(&brokers, &prefix, write_key_file(&dir));
     config.limits.max_batch_events = 20;
@@ -385,9 +387,10 @@ async fn health_and_reflection_are_served() {
             .await
             .is_ok()
     );
-    let (status, body) = ingest.admin_get("/readyz").await;
+    let reply = ingest.admin_get("/readyz").await;
+    let (status, body) = (reply.status, reply.body);
     assert_eq!((status, body.as_str()), (200, "kafka: ok\n"));
-    assert_eq!(ingest.admin_get("/healthz").await.0, 200);
+    assert_eq!(ingest.admin_get("/healthz").await.status, 200);
 
     use tonic_reflection::pb::v1::{
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,

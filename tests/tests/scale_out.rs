@@ -17,15 +17,14 @@
 //! it: `cargo test -p citybrain-tests --test scale_out -- --ignored`.
 
 use citybrain_proto::events::v1::Event;
-use citybrain_query::config::{ClickHouseConfig as QueryClickHouse, Limits, QueryConfig};
 use citybrain_simulator::client::{Counters, IngestClient};
 use citybrain_simulator::clock::{self, DAY, HOUR, MINUTE};
 use citybrain_simulator::{Town, TownConfig};
+use citybrain_tests::clickhouse::Client;
 use citybrain_tests::*;
-use clickhouse::Client;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 const CLUSTER: &str = "citybrain";
@@ -55,96 +54,24 @@ fn cluster_script_blocking(args: &[&str]) {
     assert!(status.success(), "deploy/local/cluster.sh {args:?} failed");
 }
 
-fn clickhouse(url: &str) -> Client {
-    Client::default().with_url(url).with_validation(false)
-}
-
 async fn number(client: &Client, sql: &str) -> u64 {
-    client
-        .query_raw(&format!("SELECT toUInt64(ifNull(({sql}), 0))"))
-        .fetch_one::<u64>()
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+    citybrain_tests::clickhouse::number(client, sql).await as u64
 }
 
-/// The real sink binary, built next to this test (`cargo test` builds the
-/// workspace's binaries; `make test-cluster` builds it first).
-fn sink_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("citybrain-sink");
-    assert!(
-        bin.exists(),
-        "{} is missing: cargo build -p citybrain-sink --bin citybrain-sink",
-        bin.display()
-    );
-    bin
-}
-
-/// A sink process: SIGKILL is a crash (no flush, no commit, no leaving the
-/// group).
-struct SinkProcess {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl SinkProcess {
-    fn spawn(name: &str, brokers: &str, prefix: &str, url: &str, db: &str, dir: &Path) -> Self {
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(sink_binary())
-            .env("CITYBRAIN_KAFKA_BROKERS", brokers)
-            .env("CITYBRAIN_TOPIC_PREFIX", prefix)
-            .env("CITYBRAIN_SINK_GROUP_ID", format!("{prefix}sink"))
-            .env("CITYBRAIN_CLICKHOUSE_URL", url)
-            .env("CITYBRAIN_CLICKHOUSE_DATABASE", db)
-            .env("CITYBRAIN_CLICKHOUSE_CLUSTER", CLUSTER)
-            .env("CITYBRAIN_SINK_ADMIN_ADDR", "127.0.0.1:0")
-            .env("CITYBRAIN_SINK_INSERT_TIMEOUT_MS", "3000")
-            .env("CITYBRAIN_SINK_BATCH_MAX_AGE_MS", "200")
-            .env("CITYBRAIN_SINK_BATCH_MAX_ROWS", "2000")
-            .env("CITYBRAIN_SINK_BACKOFF_INITIAL_MS", "100")
-            .env("CITYBRAIN_SINK_BACKOFF_MAX_MS", "1000")
-            .env(
-                "RUST_LOG",
-                std::env::var("SINK_CHILD_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start the sink binary");
-        Self {
-            name: name.into(),
-            child,
-            log,
-        }
-    }
-
-    fn kill_9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for SinkProcess {
-    fn drop(&mut self) {
-        self.kill_9();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            eprintln!("--- {} (last lines, newest first)", self.name);
-            for line in tail {
-                eprintln!("{line}");
-            }
-        }
-    }
+/// A sink process on the replica at `url`: SIGKILL is a crash (no flush,
+/// no commit, no leaving the group).
+fn spawn_sink(
+    name: &str,
+    brokers: &str,
+    prefix: &str,
+    url: &str,
+    db: &str,
+    dir: &Path,
+) -> ChildProcess {
+    let mut config = sink_config(brokers, url, prefix, db);
+    config.store.cluster = Some(CLUSTER.into());
+    config.batch.max_rows = 2000;
+    process::spawn_service(name, &process::binary("citybrain-sink"), &config, dir)
 }
 
 /// Where the streamed part of the town's history starts: 06:00 (local) of
@@ -187,24 +114,6 @@ fn per_kind(events: &[Event]) -> BTreeMap<Kind, u64> {
     counts
 }
 
-/// A GET with the API key, answered as JSON.
-async fn query_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nx-api-key: {FULL_KEY}\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    assert!(head.contains(" 200 "), "{path}: {response}");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
-}
-
 /// The sum of column `measure` over every row of an aggregate answer.
 fn column_sum(answer: &serde_json::Value, measure: &str) -> u64 {
     let columns = answer["columns"].as_array().expect("columns");
@@ -220,41 +129,12 @@ fn column_sum(answer: &serde_json::Value, measure: &str) -> u64 {
         .sum()
 }
 
-/// The query service in this process, on `url`'s Distributed tables.
-async fn query_service(url: &str, db: &str, dir: &Path) -> std::net::SocketAddr {
-    let config = QueryConfig {
-        grpc_addr: ([127, 0, 0, 1], 0).into(),
-        http_addr: ([127, 0, 0, 1], 0).into(),
-        admin_addr: ([127, 0, 0, 1], 0).into(),
-        api_keys_file: write_key_file(dir),
-        production: false,
-        log_json: false,
-        clickhouse: QueryClickHouse::new(url, db),
-        limits: Limits::default(),
-    };
-    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
-    let (grpc, http, admin) = (
-        bind().await.unwrap(),
-        bind().await.unwrap(),
-        bind().await.unwrap(),
-    );
-    let addr = http.local_addr().unwrap();
-    tokio::spawn(citybrain_query::serve(
-        config,
-        grpc,
-        http,
-        admin,
-        std::future::pending(),
-    ));
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "starts ZooKeeper, two ClickHouse servers and sink processes: make test-cluster"]
 async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stopped_replica() {
     let started = Instant::now();
     cluster_script(&["up"]).await;
-    let replicas = REPLICA_URLS.map(clickhouse);
+    let replicas = REPLICA_URLS.map(citybrain_tests::clickhouse::client);
     let db = format!(
         "test_scale_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -269,7 +149,7 @@ async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stoppe
     let broker = PrivateBroker::start(BrokerStorage::Memory).await;
     let brokers = broker.brokers();
     let prefix = unique_prefix();
-    create_pipeline_topics(&brokers, &prefix, PARTITIONS).await;
+    let _topics = TestTopics::pipeline(&brokers, &prefix, PARTITIONS).await;
     let dir = scratch_dir("scale-out");
     let keys = write_key_file(&dir);
     let ingests = [
@@ -277,10 +157,10 @@ async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stoppe
         RunningIngest::start(ingest_config(&brokers, &prefix, keys)).await,
     ];
 
-    let mut sinks: Vec<SinkProcess> = [("sink-1", 0), ("sink-2", 1), ("sink-3", 0)]
+    let mut sinks: Vec<ChildProcess> = [("sink-1", 0), ("sink-2", 1), ("sink-3", 0)]
         .into_iter()
         .map(|(name, replica)| {
-            SinkProcess::spawn(name, &brokers, &prefix, REPLICA_URLS[replica], &db, &dir)
+            spawn_sink(name, &brokers, &prefix, REPLICA_URLS[replica], &db, &dir)
         })
         .collect();
 
@@ -349,7 +229,7 @@ async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stoppe
     // rebalanced after the session timeout with the dead member's share
     // still assigned to it. A member joining makes it reassign everything.)
     reach(35).await;
-    sinks.push(SinkProcess::spawn(
+    sinks.push(spawn_sink(
         "sink-4",
         &brokers,
         &prefix,
@@ -385,7 +265,7 @@ async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stoppe
         Counters::get(&counters.retried)
     );
     assert!(
-        sinks[1..].iter_mut().all(SinkProcess::running),
+        sinks[1..].iter_mut().all(ChildProcess::is_running),
         "sinks 2, 3 and 4 live on"
     );
 
@@ -394,7 +274,7 @@ async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stoppe
     let deadline = Instant::now() + Duration::from_secs(120);
     for (replica, client) in replicas.iter().enumerate() {
         for (kind, n) in &expected {
-            let table = citybrain_schema::raw_table(*kind);
+            let table = kind.raw_table();
             loop {
                 let rows = number(client, &format!("SELECT count() FROM {db}.{table}_local")).await;
                 if rows >= *n {
@@ -415,7 +295,7 @@ async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stoppe
     for (replica, client) in replicas.iter().enumerate() {
         let r = replica + 1;
         for (kind, n) in &expected {
-            let table = format!("{db}.{}_local", citybrain_schema::raw_table(*kind));
+            let table = format!("{db}.{}_local", kind.raw_table());
             assert_eq!(
                 number(client, &format!("SELECT count() FROM {table}")).await,
                 *n,
@@ -488,17 +368,18 @@ async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stoppe
     let from = citybrain_query::time::format((origin - HOUR) / 1000);
     let to = citybrain_query::time::format((now + HOUR) / 1000);
     for (replica, url) in REPLICA_URLS.iter().enumerate() {
-        let http = query_service(url, &db, &dir).await;
+        let query = RunningQuery::start(query_config(url, &db, write_key_file(&dir))).await;
         for (metric, measure, kind) in [
             ("parking_occupancy", "reports", Kind::ParkingSiteCounts),
             ("vehicle_distance", "positions", Kind::VehiclePosition),
             ("patrol_compliance", "check_ins", Kind::PatrolCheckIn),
         ] {
-            let answer = query_json(
-                http,
-                &format!("/v1/aggregates/{metric}?from={from}&to={to}&bucket=hour"),
-            )
-            .await;
+            let answer = query
+                .table(
+                    &format!("/v1/aggregates/{metric}?from={from}&to={to}&bucket=hour"),
+                    FULL_KEY,
+                )
+                .await;
             assert_eq!(
                 column_sum(&answer, measure),
                 expected.get(&kind).copied().unwrap_or(0),
@@ -506,6 +387,7 @@ async fn two_ingests_three_sinks_two_replicas_survive_a_killed_sink_and_a_stoppe
                 replica + 1
             );
         }
+        query.stop().await;
     }
     eprintln!(
         "[{:>5.1?}] the query service agrees on both servers",

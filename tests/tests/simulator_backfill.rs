@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 async fn a_short_backfill_is_accepted_in_full_and_lands_in_kafka_once() {
     let brokers = stack_brokers();
     let prefix = unique_prefix();
-    create_feed_topics(&brokers, &prefix, 2).await;
+    let _topics = TestTopics::feeds(&brokers, &prefix, 2).await;
     let dir = scratch_dir("simulator");
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, write_key_file(&dir))).await;
 

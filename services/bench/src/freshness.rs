@@ -201,7 +201,13 @@ async fn poll_markers(query_port: u16, pending: Pending) -> anyhow::Result<(Vec<
     let mut quiet_since: Option<Instant> = None;
     let mut last_count = 0;
     loop {
-        let (status, body) = crate::http::get(query_port, "/v1/live/vehicles", API_KEY).await?;
+        let reply = citybrain_tests::http::get_with_key(
+            ([127, 0, 0, 1], query_port).into(),
+            "/v1/live/vehicles",
+            Some(API_KEY),
+        )
+        .await;
+        let (status, body) = (reply.status, reply.body);
         let arrived = now_ms();
         let seen = if status == 200 {
             marker_seconds(&body)?
@@ -265,7 +271,10 @@ fn marker_seconds(body: &str) -> anyhow::Result<Vec<(usize, i64)>> {
         else {
             continue;
         };
-        if let Some(second) = row[observed].as_str().and_then(crate::http::parse_utc) {
+        if let Some(second) = row[observed]
+            .as_str()
+            .and_then(citybrain_proto::time::parse_utc)
+        {
             out.push((k, second));
         }
     }
@@ -274,7 +283,9 @@ fn marker_seconds(body: &str) -> anyhow::Result<Vec<(usize, i64)>> {
 
 /// The sink's freshness histogram, summed over kinds: (le, cumulative count).
 async fn sink_freshness(admin_port: u16) -> Vec<(f64, f64)> {
-    let Ok((200, body)) = crate::http::get(admin_port, "/metrics", "").await else {
+    let reply =
+        citybrain_tests::http::get(([127, 0, 0, 1], admin_port).into(), "/metrics", &[]).await;
+    let (200, body) = (reply.status, reply.body) else {
         return Vec::new();
     };
     let mut buckets: Vec<(f64, f64)> = Vec::new();

@@ -5,12 +5,9 @@
 use crate::workload::{API_KEY, Record};
 use anyhow::Context;
 use citybrain_proto::events::v1::Event;
-use citybrain_proto::feed::{SCHEMA_VERSION, headers};
 use citybrain_proto::ingest::v1::{
     IngestRequest, Outcome, ingest_service_client::IngestServiceClient,
 };
-use rdkafka::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -133,17 +130,13 @@ pub async fn through_ingest(
 
 /// A producer configured as ingest's (acks=all, lz4, linger 5 ms, the same
 /// queue bounds, idempotence off as ingest runs against Tansu).
+/// A producer with ingest's own settings (as the bench runs ingest: without
+/// idempotence, which Tansu 0.6.0 cannot serve after a delivery timeout).
 pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "false")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000")
-        .set("queue.buffering.max.messages", "100000")
-        .set("queue.buffering.max.kbytes", "65536")
-        .create()?)
+    let mut settings = citybrain_ingest::config::ProducerConfig::default().settings;
+    settings.idempotence = false;
+    let kafka = citybrain_config::KafkaConfig::new(brokers);
+    Ok(citybrain_kafka::event_producer(&kafka, "citybrain-bench", &settings).create()?)
 }
 
 /// Sends every record with one producer, keeping at most `window` records
@@ -163,19 +156,7 @@ pub async fn bare_producer(
     let mut pending = VecDeque::with_capacity(window);
     let mut failed = 0u64;
     for record in records {
-        let headers = OwnedHeaders::new_with_capacity(3)
-            .insert(Header {
-                key: headers::KIND,
-                value: Some(record.kind.as_str()),
-            })
-            .insert(Header {
-                key: headers::SCHEMA,
-                value: Some(SCHEMA_VERSION),
-            })
-            .insert(Header {
-                key: headers::TENANT,
-                value: Some(crate::workload::TENANT),
-            });
+        let headers = citybrain_kafka::record_headers(record.kind, crate::workload::TENANT);
         let mut future_record = FutureRecord::to(&topics[&record.feed])
             .key(&record.key)
             .payload(&record.payload)

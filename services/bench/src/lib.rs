@@ -9,7 +9,6 @@
 //! 4. each service's peak RSS over all of it.
 
 pub mod freshness;
-pub mod http;
 pub mod ingest;
 pub mod procs;
 pub mod profile;
@@ -19,9 +18,10 @@ pub mod sink;
 pub mod workload;
 
 use anyhow::Context;
+use citybrain_config::{ClickHouseConfig, ToEnv};
 use citybrain_proto::events::v1::event::Payload;
 use citybrain_proto::feed::Feed;
-use procs::{Proc, free_port, wait_for_port};
+use procs::{ChildProcess, ProcStats, free_port, wait_for_port};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use report::{PhaseCpu, Profile, Results};
@@ -59,7 +59,7 @@ const PARTITIONS: i32 = 4;
 
 /// The processes of a run and their CPU counters at the last phase mark.
 struct Fleet {
-    procs: Vec<Proc>,
+    procs: Vec<ChildProcess>,
     /// Processes not started here but measured (ClickHouse, this runner).
     others: Vec<(String, u32)>,
     mark: (Instant, BTreeMap<String, f64>),
@@ -70,7 +70,7 @@ impl Fleet {
     fn cpu_now(&self) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
         for p in &self.procs {
-            out.insert(p.name.to_string(), p.stats().cpu_s);
+            out.insert(p.name.clone(), ProcStats::read(p.pid()).cpu_s);
         }
         for (name, pid) in &self.others {
             out.insert(name.clone(), procs::cpu_seconds(*pid));
@@ -100,7 +100,7 @@ impl Fleet {
         tracing::info!(phase, wall_s = wall, "phase done");
     }
 
-    fn get(&mut self, name: &str) -> &mut Proc {
+    fn get(&mut self, name: &str) -> &mut ChildProcess {
         self.procs
             .iter_mut()
             .find(|p| p.name == name)
@@ -109,7 +109,7 @@ impl Fleet {
 
     fn check_alive(&mut self) -> anyhow::Result<()> {
         for p in &mut self.procs {
-            p.check_alive()?;
+            procs::check_alive(p)?;
         }
         Ok(())
     }
@@ -145,14 +145,17 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
     tracing::info!(events, generate_s, "history generated");
 
     // The broker and the topics.
-    let broker_port = free_port()?;
+    let broker_port = free_port();
     let brokers = format!("127.0.0.1:{broker_port}");
     let broker = procs::start_broker(broker_port, &dir).await?;
     let mut topics: Vec<String> = Vec::new();
     for prefix in [INGEST_PREFIX, CEILING_PREFIX] {
         topics.extend(Feed::ALL.iter().map(|f| format!("{prefix}{}", f.topic())));
     }
-    topics.push(format!("{INGEST_PREFIX}citybrain.dead_letter.v1"));
+    topics.push(format!(
+        "{INGEST_PREFIX}{}",
+        citybrain_proto::feed::DEAD_LETTER_TOPIC
+    ));
     create_topics(&brokers, &topics).await?;
 
     let clickhouse = sink::clickhouse(&options.clickhouse_url);
@@ -166,24 +169,15 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
     .context("cannot create the ceiling database (is ClickHouse up?)")?;
 
     let keys = options.root.join("deploy/local/dev-api-keys.toml");
-    let (grpc_port, ingest_admin) = (free_port()?, free_port()?);
-    let ingest = Proc::spawn(
-        "ingest",
-        service(&options, "citybrain-ingest")
-            .env("CITYBRAIN_KAFKA_BROKERS", &brokers)
-            .env("CITYBRAIN_TOPIC_PREFIX", INGEST_PREFIX)
-            .env(
-                "CITYBRAIN_INGEST_GRPC_ADDR",
-                format!("127.0.0.1:{grpc_port}"),
-            )
-            .env(
-                "CITYBRAIN_INGEST_ADMIN_ADDR",
-                format!("127.0.0.1:{ingest_admin}"),
-            )
-            .env("CITYBRAIN_INGEST_API_KEYS", &keys)
-            .env("CITYBRAIN_INGEST_IDEMPOTENCE", "false"),
-        &dir,
-    )?;
+    let (grpc_port, ingest_admin) = (free_port(), free_port());
+    let mut ingest_config = citybrain_ingest::config::IngestConfig::new(&brokers);
+    ingest_config.kafka.topic_prefix = INGEST_PREFIX.into();
+    ingest_config.grpc_addr = ([127, 0, 0, 1], grpc_port).into();
+    ingest_config.admin_addr = ([127, 0, 0, 1], ingest_admin).into();
+    ingest_config.api_keys_file = keys.clone();
+    // Tansu 0.6.0 cannot bump an idempotent producer's epoch (see make run).
+    ingest_config.producer.settings.idempotence = false;
+    let ingest = service(&options, "citybrain-ingest", &ingest_config, &dir);
     wait_for_port(grpc_port, "ingest", Duration::from_secs(30)).await?;
     let ingest_url = format!("http://127.0.0.1:{grpc_port}");
 
@@ -259,21 +253,16 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
         "direct inserts done; phase 2: sink"
     );
     drop(records);
-    let sink_admin = free_port()?;
-    fleet.procs.push(Proc::spawn(
-        "sink",
-        service(&options, "citybrain-sink")
-            .env("CITYBRAIN_KAFKA_BROKERS", &brokers)
-            .env("CITYBRAIN_TOPIC_PREFIX", INGEST_PREFIX)
-            .env("CITYBRAIN_SINK_GROUP_ID", format!("bench-{id}"))
-            .env("CITYBRAIN_CLICKHOUSE_URL", &options.clickhouse_url)
-            .env("CITYBRAIN_CLICKHOUSE_DATABASE", &db)
-            .env(
-                "CITYBRAIN_SINK_ADMIN_ADDR",
-                format!("127.0.0.1:{sink_admin}"),
-            ),
-        &dir,
-    )?);
+    let sink_admin = free_port();
+    let mut sink_config =
+        citybrain_sink::config::SinkConfig::new(&brokers, options.clickhouse_url.as_str());
+    sink_config.kafka.topic_prefix = INGEST_PREFIX.into();
+    sink_config.group.group_id = format!("bench-{id}");
+    sink_config.clickhouse.database = db.clone();
+    sink_config.admin_addr = ([127, 0, 0, 1], sink_admin).into();
+    fleet
+        .procs
+        .push(service(&options, "citybrain-sink", &sink_config, &dir));
     let sink_started = Instant::now();
     fleet.start_phase();
     let recording = if perf {
@@ -306,27 +295,18 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
     fleet.check_alive()?;
 
     // 5. Query latency over the history.
-    let (http_port, query_grpc, query_admin) = (free_port()?, free_port()?, free_port()?);
-    fleet.procs.push(Proc::spawn(
-        "query",
-        service(&options, "citybrain-query")
-            .env("CITYBRAIN_CLICKHOUSE_URL", &options.clickhouse_url)
-            .env("CITYBRAIN_CLICKHOUSE_DATABASE", &db)
-            .env(
-                "CITYBRAIN_QUERY_HTTP_ADDR",
-                format!("127.0.0.1:{http_port}"),
-            )
-            .env(
-                "CITYBRAIN_QUERY_GRPC_ADDR",
-                format!("127.0.0.1:{query_grpc}"),
-            )
-            .env(
-                "CITYBRAIN_QUERY_ADMIN_ADDR",
-                format!("127.0.0.1:{query_admin}"),
-            )
-            .env("CITYBRAIN_QUERY_API_KEYS", &keys),
-        &dir,
-    )?);
+    let (http_port, query_grpc, query_admin) = (free_port(), free_port(), free_port());
+    let mut query_config = citybrain_query::config::QueryConfig::new(ClickHouseConfig::new(
+        options.clickhouse_url.as_str(),
+        db.as_str(),
+    ));
+    query_config.http_addr = ([127, 0, 0, 1], http_port).into();
+    query_config.grpc_addr = ([127, 0, 0, 1], query_grpc).into();
+    query_config.admin_addr = ([127, 0, 0, 1], query_admin).into();
+    query_config.api_keys_file = keys.clone();
+    fleet
+        .procs
+        .push(service(&options, "citybrain-query", &query_config, &dir));
     wait_for_port(http_port, "query", Duration::from_secs(30)).await?;
     tracing::info!("phase 5: query latency");
     fleet.start_phase();
@@ -374,14 +354,19 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
     // 4. Memory: each service's high-water mark over the whole run.
     let peak_rss_mb: BTreeMap<String, f64> = ["ingest", "sink", "query"]
         .iter()
-        .map(|name| (name.to_string(), fleet.get(name).stats().peak_rss_mb))
+        .map(|name| {
+            (
+                name.to_string(),
+                ProcStats::read(fleet.get(name).pid()).peak_rss_mb,
+            )
+        })
         .collect();
-    let broker_peak = fleet.get("tansu").stats().peak_rss_mb;
+    let broker_peak = ProcStats::read(fleet.get("tansu").pid()).peak_rss_mb;
     notes.push(format!(
         "The private broker (Tansu, memory storage, holding both phase-1 streams) peaked at \
          {broker_peak:.0} MB; it is not a citybrain service."
     ));
-    for proc in fleet.procs.drain(..).rev() {
+    for mut proc in fleet.procs.drain(..).rev() {
         proc.stop(Duration::from_secs(15));
     }
     for database in [&db, &ceiling_db] {
@@ -451,13 +436,14 @@ fn freshness_templates(
     Ok((pool, marker))
 }
 
-fn service(options: &Options, binary: &str) -> Command {
+/// A service's release binary with `config` as its environment.
+fn service(options: &Options, binary: &str, config: &impl ToEnv, dir: &Path) -> ChildProcess {
     let mut command = Command::new(options.bin_dir.join(binary));
     command
         .current_dir(&options.root)
-        .env("CITYBRAIN_ENV", "development")
+        .envs(config.to_env())
         .env("RUST_LOG", "warn");
-    command
+    ChildProcess::spawn(binary.trim_start_matches("citybrain-"), &mut command, dir)
 }
 
 async fn create_topics(brokers: &str, topics: &[String]) -> anyhow::Result<()> {

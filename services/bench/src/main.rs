@@ -18,7 +18,7 @@ fn var<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    citybrain_telemetry::init_tracing(false);
+    citybrain_runtime::init_tracing(false);
     let root: PathBuf = var("BENCH_ROOT", std::env::current_dir()?)?;
     let days: u32 = var("BENCH_DAYS", 28)?;
     anyhow::ensure!(

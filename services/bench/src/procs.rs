@@ -1,74 +1,21 @@
-//! The processes a run starts: a private Tansu broker (memory storage) and
-//! the three services as their release binaries, so each one's memory and
-//! CPU can be read from `/proc/<pid>`.
+//! The processes a run starts (the test kit's [`ChildProcess`]: killed when
+//! dropped, output in a log file): a private Tansu broker (memory storage)
+//! and the three services as their release binaries, so each one's memory
+//! and CPU can be read from `/proc/<pid>`.
 
-use anyhow::{Context, bail};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use anyhow::bail;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A child process that is killed when dropped.
-pub struct Proc {
-    pub name: &'static str,
-    child: Child,
-}
+pub use citybrain_tests::process::{ChildProcess, free_port, port_open, tansu_bin};
 
-impl Proc {
-    pub fn spawn(
-        name: &'static str,
-        command: &mut Command,
-        log_dir: &Path,
-    ) -> anyhow::Result<Self> {
-        let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {name} ({command:?})"))?;
-        Ok(Self { name, child })
+/// Fails if `process` has exited (it should run until stopped).
+pub fn check_alive(process: &mut ChildProcess) -> anyhow::Result<()> {
+    if !process.is_running() {
+        bail!("{} exited early; see its log", process.name);
     }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Fails if the process has exited (it should run until stopped).
-    pub fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("{} exited early ({status}); see its log", self.name);
-        }
-        Ok(())
-    }
-
-    /// What `/proc` says now.
-    pub fn stats(&self) -> ProcStats {
-        ProcStats::read(self.pid())
-    }
-
-    /// SIGTERM, then SIGKILL after `grace`.
-    pub fn stop(mut self, grace: Duration) {
-        let pid = self.pid().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    Ok(())
 }
 
 /// Memory and CPU of one process, from `/proc/<pid>/status` and `stat`.
@@ -112,19 +59,10 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
 /// Waits until something accepts connections on `port`.
 pub async fn wait_for_port(port: u16, what: &str, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
+    while !port_open(port).await {
         if Instant::now() > deadline {
             bail!("{what} did not listen on port {port} within {timeout:?}");
         }
@@ -133,24 +71,10 @@ pub async fn wait_for_port(port: u16, what: &str, timeout: Duration) -> anyhow::
     Ok(())
 }
 
-/// Where the Tansu binary is: `TANSU_BIN`, or the install cache.
-pub fn tansu_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("TANSU_BIN") {
-        return path.into();
-    }
-    let cache = std::env::var("CITYBRAIN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".cache/citybrain")
-        });
-    cache.join("tansu-0.6.0/bin/tansu")
-}
-
 /// Starts a private Tansu with memory storage on `port`.
-pub async fn start_broker(port: u16, dir: &Path) -> anyhow::Result<Proc> {
+pub async fn start_broker(port: u16, dir: &Path) -> anyhow::Result<ChildProcess> {
     let url = format!("tcp://127.0.0.1:{port}");
-    let broker = Proc::spawn(
+    let broker = ChildProcess::spawn(
         "tansu",
         Command::new(tansu_bin()).current_dir(dir).args([
             "broker",
@@ -162,7 +86,7 @@ pub async fn start_broker(port: u16, dir: &Path) -> anyhow::Result<Proc> {
             "memory://tansu/",
         ]),
         dir,
-    )?;
+    );
     wait_for_port(port, "the private broker", Duration::from_secs(30)).await?;
     Ok(broker)
 }

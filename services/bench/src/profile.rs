@@ -1,6 +1,6 @@
 //! `perf` profiles of a service during a phase, when `perf` works here.
 
-use crate::procs::Proc;
+use crate::procs::ChildProcess;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -16,14 +16,14 @@ pub fn available() -> bool {
 
 /// A `perf record` attached to one process.
 pub struct Recording {
-    proc: Proc,
+    proc: ChildProcess,
     file: PathBuf,
 }
 
 impl Recording {
     pub fn start(pid: u32, dir: &Path, label: &'static str) -> anyhow::Result<Self> {
         let file = dir.join(format!("perf-{label}.data"));
-        let proc = Proc::spawn(
+        let proc = ChildProcess::spawn(
             label,
             Command::new("perf").args([
                 "record",
@@ -37,14 +37,13 @@ impl Recording {
                 &file.to_string_lossy(),
             ]),
             dir,
-        )?;
+        );
         Ok(Self { proc, file })
     }
 
     /// Stops recording and returns the hottest symbols by self time.
-    pub fn finish(self) -> Vec<String> {
-        let pid = self.proc.pid().to_string();
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
+    pub fn finish(mut self) -> Vec<String> {
+        self.proc.signal("INT");
         self.proc.stop(Duration::from_secs(20));
         let report = Command::new("perf")
             .args(["report", "--stdio", "--no-children", "--sort", "dso,symbol"])

@@ -1,7 +1,6 @@
 //! Phase 5: latency of the planners' main aggregates through the query
 //! service's HTTP API, over the whole history the run loaded.
 
-use crate::http;
 use crate::workload::API_KEY;
 use std::time::Instant;
 
@@ -62,7 +61,13 @@ pub async fn aggregates(
         let path = format!("{path}&from={from}&to={to}");
         let mut rows = 0;
         for _ in 0..warmup {
-            let (status, body) = http::get(port, &path, API_KEY).await?;
+            let reply = citybrain_tests::http::get_with_key(
+                ([127, 0, 0, 1], port).into(),
+                &path,
+                Some(API_KEY),
+            )
+            .await;
+            let (status, body) = (reply.status, reply.body);
             anyhow::ensure!(status == 200, "{path} answered {status}: {body}");
             let table: serde_json::Value = serde_json::from_str(&body)?;
             rows = table["rows"].as_array().map_or(0, Vec::len);
@@ -74,7 +79,13 @@ pub async fn aggregates(
         let mut ms = Vec::with_capacity(samples);
         for _ in 0..samples {
             let started = Instant::now();
-            let (status, body) = http::get(port, &path, API_KEY).await?;
+            let reply = citybrain_tests::http::get_with_key(
+                ([127, 0, 0, 1], port).into(),
+                &path,
+                Some(API_KEY),
+            )
+            .await;
+            let (status, body) = (reply.status, reply.body);
             ms.push(started.elapsed().as_secs_f64() * 1e3);
             anyhow::ensure!(status == 200, "{path} answered {status}: {body}");
         }

@@ -12,19 +12,14 @@ use std::time::{Duration, Instant};
 
 /// A ClickHouse client for `url` that 18.16 accepts.
 pub fn clickhouse(url: &str) -> Client {
-    Client::default().with_url(url).with_validation(false)
+    citybrain_tests::clickhouse::client(url)
 }
 
 /// Rows in every raw table of `db`.
 pub async fn raw_rows(client: &Client, db: &str) -> anyhow::Result<u64> {
     let parts: Vec<String> = Kind::ALL
         .iter()
-        .map(|kind| {
-            format!(
-                "SELECT count() AS c FROM {db}.{}",
-                citybrain_schema::raw_table(*kind)
-            )
-        })
+        .map(|kind| format!("SELECT count() AS c FROM {db}.{}", kind.raw_table()))
         .collect();
     let sql = format!(
         "SELECT toUInt64(sum(c)) FROM ({})",
@@ -143,9 +138,7 @@ async fn insert<R: TableRow>(client: &Client, kind: Kind, rows: &[R]) -> anyhow:
     if rows.is_empty() {
         return Ok(());
     }
-    let mut insert = client
-        .insert::<R>(&citybrain_schema::raw_table(kind))
-        .await?;
+    let mut insert = client.insert::<R>(kind.raw_table()).await?;
     for row in rows {
         insert.write(row).await?;
     }

@@ -80,7 +80,7 @@ impl Workload {
                 Some(Record {
                     feed: kind.feed(),
                     kind,
-                    key: format!("{TENANT}/{}", event.device_id),
+                    key: citybrain_proto::record::key(TENANT, &event.device_id),
                     payload: IngestedEvent {
                         event: Some(event.clone()),
                         tenant_id: TENANT.into(),

@@ -1,11 +1,12 @@
 //! The ingest service's settings, read once at start-up from the environment.
 
 use crate::validate::Limits;
-use citybrain_telemetry::env::{self, ConfigError};
+use citybrain_config::{ConfigError, Env, KafkaConfig, ToEnv};
+use citybrain_kafka::{COMPRESSIONS, ProducerSettings};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// Everything the ingest service can be told. Each field names its variable.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IngestConfig {
     /// `CITYBRAIN_INGEST_GRPC_ADDR`: where vendors connect (gRPC).
     pub grpc_addr: SocketAddr,
@@ -17,47 +18,51 @@ pub struct IngestConfig {
     pub production: bool,
     /// `CITYBRAIN_LOG_JSON`: JSON log lines (production) instead of text.
     pub log_json: bool,
+    /// `CITYBRAIN_KAFKA_BROKERS`, `CITYBRAIN_TOPIC_PREFIX`,
+    /// `CITYBRAIN_KAFKA_OPTIONS`.
     pub kafka: KafkaConfig,
+    pub producer: ProducerConfig,
     pub limits: BatchLimits,
     pub validation: Limits,
 }
 
-/// How ingest talks to Kafka.
-#[derive(Debug, Clone)]
-pub struct KafkaConfig {
-    /// `CITYBRAIN_KAFKA_BROKERS`: bootstrap servers, comma-separated.
-    pub brokers: String,
-    /// `CITYBRAIN_TOPIC_PREFIX`: prepended to every feed topic (isolates
-    /// environments or tests sharing one cluster). Empty by default.
-    pub topic_prefix: String,
-    /// `CITYBRAIN_INGEST_DELIVERY_TIMEOUT_MS`: how long an event may wait for
-    /// Kafka's acknowledgement before it is answered RETRYABLE.
-    pub delivery_timeout: Duration,
+/// How ingest's producer behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProducerConfig {
+    /// `CITYBRAIN_INGEST_DELIVERY_TIMEOUT_MS` (how long an event may wait for
+    /// Kafka's acknowledgement before it is answered RETRYABLE),
+    /// `CITYBRAIN_INGEST_QUEUE_MAX_MESSAGES` / `_QUEUE_MAX_KBYTES` (the
+    /// producer queue's bounds), `CITYBRAIN_INGEST_LINGER_MS` (batching
+    /// delay), `CITYBRAIN_INGEST_COMPRESSION` (none, gzip, snappy, lz4 or
+    /// zstd) and `CITYBRAIN_INGEST_IDEMPOTENCE` (the idempotent producer,
+    /// default on: turn it off only for brokers that cannot bump a producer's
+    /// epoch, which librdkafka does after a delivery timeout — Tansu 0.6.0
+    /// panics there and stops serving. Without it, a producer retry can write
+    /// an event twice; the sink still stores it once.)
+    pub settings: ProducerSettings,
     /// `CITYBRAIN_INGEST_ENQUEUE_TIMEOUT_MS`: how long to wait for room in a
     /// full producer queue before answering RETRYABLE (overloaded).
     pub enqueue_timeout: Duration,
-    /// `CITYBRAIN_INGEST_QUEUE_MAX_MESSAGES`: producer queue bound (events).
-    pub queue_max_messages: u32,
-    /// `CITYBRAIN_INGEST_QUEUE_MAX_KBYTES`: producer queue bound (KiB).
-    pub queue_max_kbytes: u32,
-    /// `CITYBRAIN_INGEST_LINGER_MS`: batching delay for the producer.
-    pub linger: Duration,
-    /// `CITYBRAIN_INGEST_COMPRESSION`: none, gzip, snappy, lz4 or zstd.
-    pub compression: String,
-    /// `CITYBRAIN_INGEST_IDEMPOTENCE`: the idempotent producer (default on).
-    /// Turn it off only for brokers that cannot bump a producer's epoch, which
-    /// librdkafka does after a delivery timeout: Tansu 0.6.0 panics there and
-    /// stops serving. Without it, a producer retry can write an event twice;
-    /// the sink still stores it once (it deduplicates by event id).
-    pub idempotence: bool,
-    /// `CITYBRAIN_KAFKA_OPTIONS`: extra librdkafka settings, applied last,
-    /// as `key=value` pairs separated by commas (e.g. TLS or SASL settings:
-    /// `security.protocol=SASL_SSL,sasl.mechanisms=SCRAM-SHA-512`).
-    pub librdkafka_options: Vec<(String, String)>,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            settings: ProducerSettings {
+                delivery_timeout: Duration::from_secs(5),
+                queue_max_messages: 100_000,
+                queue_max_kbytes: 64 * 1024,
+                linger: Duration::from_millis(5),
+                compression: "lz4".into(),
+                idempotence: true,
+            },
+            enqueue_timeout: Duration::from_millis(200),
+        }
+    }
 }
 
 /// Bounds on what one call may carry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BatchLimits {
     /// `CITYBRAIN_INGEST_MAX_BATCH_EVENTS`: events per request message.
     pub max_batch_events: usize,
@@ -81,99 +86,188 @@ impl Default for BatchLimits {
     }
 }
 
-impl KafkaConfig {
-    /// Settings for a broker at `brokers`, with the defaults below.
+impl IngestConfig {
+    /// Development defaults for a broker at `brokers`, every address on
+    /// loopback, the development key file.
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
-            brokers: brokers.into(),
-            topic_prefix: String::new(),
-            delivery_timeout: Duration::from_secs(5),
-            enqueue_timeout: Duration::from_millis(200),
-            queue_max_messages: 100_000,
-            queue_max_kbytes: 64 * 1024,
-            linger: Duration::from_millis(5),
-            compression: "lz4".into(),
-            librdkafka_options: Vec::new(),
-            idempotence: true,
+            grpc_addr: ([127, 0, 0, 1], 50051).into(),
+            admin_addr: ([127, 0, 0, 1], 9101).into(),
+            api_keys_file: "deploy/local/dev-api-keys.toml".into(),
+            production: false,
+            log_json: false,
+            kafka: KafkaConfig::new(brokers),
+            producer: ProducerConfig::default(),
+            limits: BatchLimits::default(),
+            validation: Limits::default(),
         }
     }
-}
 
-impl IngestConfig {
-    /// Reads every setting, failing on the first invalid one.
+    /// Reads every setting from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let defaults = BatchLimits::default();
-        let validation_defaults = Limits::default();
-        let kafka_defaults = KafkaConfig::new("127.0.0.1:19092");
-        let production = env::is_production()?;
-        let compression =
-            env::string_or("CITYBRAIN_INGEST_COMPRESSION", &kafka_defaults.compression);
-        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str()) {
-            return Err(ConfigError::Invalid {
-                name: "CITYBRAIN_INGEST_COMPRESSION",
-                value: compression,
-                reason: "expected none, gzip, snappy, lz4 or zstd".into(),
-            });
+        Self::read(&Env::process())
+    }
+
+    /// Reads every setting, failing on the first invalid one.
+    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+        let d = Self::new(KafkaConfig::DEFAULT_BROKERS);
+        let p = &d.producer.settings;
+        let production = env.is_production()?;
+        let compression = env.string_or("CITYBRAIN_INGEST_COMPRESSION", &p.compression);
+        if !COMPRESSIONS.contains(&compression.as_str()) {
+            return Err(ConfigError::invalid(
+                "CITYBRAIN_INGEST_COMPRESSION",
+                compression,
+                "expected none, gzip, snappy, lz4 or zstd",
+            ));
         }
         Ok(Self {
-            grpc_addr: env::var_or("CITYBRAIN_INGEST_GRPC_ADDR", ([127, 0, 0, 1], 50051).into())?,
-            admin_addr: env::var_or("CITYBRAIN_INGEST_ADMIN_ADDR", ([127, 0, 0, 1], 9101).into())?,
-            api_keys_file: env::string_or(
-                "CITYBRAIN_INGEST_API_KEYS",
-                "deploy/local/dev-api-keys.toml",
-            )
-            .into(),
+            grpc_addr: env.var_or("CITYBRAIN_INGEST_GRPC_ADDR", d.grpc_addr)?,
+            admin_addr: env.var_or("CITYBRAIN_INGEST_ADMIN_ADDR", d.admin_addr)?,
+            api_keys_file: env
+                .string_or(
+                    "CITYBRAIN_INGEST_API_KEYS",
+                    &d.api_keys_file.to_string_lossy(),
+                )
+                .into(),
             production,
-            log_json: env::bool_or("CITYBRAIN_LOG_JSON", production)?,
-            kafka: KafkaConfig {
-                brokers: env::string_or("CITYBRAIN_KAFKA_BROKERS", &kafka_defaults.brokers),
-                topic_prefix: env::string_or("CITYBRAIN_TOPIC_PREFIX", ""),
-                delivery_timeout: env::millis_or(
-                    "CITYBRAIN_INGEST_DELIVERY_TIMEOUT_MS",
-                    kafka_defaults.delivery_timeout,
-                )?,
-                enqueue_timeout: env::millis_or(
+            log_json: env.bool_or("CITYBRAIN_LOG_JSON", production)?,
+            kafka: KafkaConfig::from_env(env)?,
+            producer: ProducerConfig {
+                settings: ProducerSettings {
+                    delivery_timeout: env
+                        .millis_or("CITYBRAIN_INGEST_DELIVERY_TIMEOUT_MS", p.delivery_timeout)?,
+                    queue_max_messages: env
+                        .var_or("CITYBRAIN_INGEST_QUEUE_MAX_MESSAGES", p.queue_max_messages)?,
+                    queue_max_kbytes: env
+                        .var_or("CITYBRAIN_INGEST_QUEUE_MAX_KBYTES", p.queue_max_kbytes)?,
+                    linger: env.millis_or("CITYBRAIN_INGEST_LINGER_MS", p.linger)?,
+                    compression,
+                    idempotence: env.bool_or("CITYBRAIN_INGEST_IDEMPOTENCE", p.idempotence)?,
+                },
+                enqueue_timeout: env.millis_or(
                     "CITYBRAIN_INGEST_ENQUEUE_TIMEOUT_MS",
-                    kafka_defaults.enqueue_timeout,
+                    d.producer.enqueue_timeout,
                 )?,
-                queue_max_messages: env::var_or(
-                    "CITYBRAIN_INGEST_QUEUE_MAX_MESSAGES",
-                    kafka_defaults.queue_max_messages,
-                )?,
-                queue_max_kbytes: env::var_or(
-                    "CITYBRAIN_INGEST_QUEUE_MAX_KBYTES",
-                    kafka_defaults.queue_max_kbytes,
-                )?,
-                linger: env::millis_or("CITYBRAIN_INGEST_LINGER_MS", kafka_defaults.linger)?,
-                compression,
-                librdkafka_options: env::key_values("CITYBRAIN_KAFKA_OPTIONS")?,
-                idempotence: env::bool_or("CITYBRAIN_INGEST_IDEMPOTENCE", true)?,
             },
             limits: BatchLimits {
-                max_batch_events: env::var_or(
+                max_batch_events: env.var_or(
                     "CITYBRAIN_INGEST_MAX_BATCH_EVENTS",
-                    defaults.max_batch_events,
+                    d.limits.max_batch_events,
                 )?,
-                max_batch_bytes: env::var_or(
-                    "CITYBRAIN_INGEST_MAX_BATCH_BYTES",
-                    defaults.max_batch_bytes,
-                )?,
-                max_event_bytes: env::var_or(
-                    "CITYBRAIN_INGEST_MAX_EVENT_BYTES",
-                    defaults.max_event_bytes,
-                )?,
-                max_stream_events: env::var_or(
+                max_batch_bytes: env
+                    .var_or("CITYBRAIN_INGEST_MAX_BATCH_BYTES", d.limits.max_batch_bytes)?,
+                max_event_bytes: env
+                    .var_or("CITYBRAIN_INGEST_MAX_EVENT_BYTES", d.limits.max_event_bytes)?,
+                max_stream_events: env.var_or(
                     "CITYBRAIN_INGEST_MAX_STREAM_EVENTS",
-                    defaults.max_stream_events,
+                    d.limits.max_stream_events,
                 )?,
             },
             validation: Limits {
-                max_future_skew: env::secs_or(
+                max_future_skew: env.secs_or(
                     "CITYBRAIN_INGEST_MAX_FUTURE_SKEW_S",
-                    validation_defaults.max_future_skew,
+                    d.validation.max_future_skew,
                 )?,
-                max_age: env::secs_or("CITYBRAIN_INGEST_MAX_AGE_S", validation_defaults.max_age)?,
+                max_age: env.secs_or("CITYBRAIN_INGEST_MAX_AGE_S", d.validation.max_age)?,
             },
         })
+    }
+}
+
+impl ToEnv for IngestConfig {
+    fn to_env(&self) -> Vec<(&'static str, String)> {
+        let p = &self.producer.settings;
+        let mut vars = vec![
+            ("CITYBRAIN_INGEST_GRPC_ADDR", self.grpc_addr.to_string()),
+            ("CITYBRAIN_INGEST_ADMIN_ADDR", self.admin_addr.to_string()),
+            (
+                "CITYBRAIN_INGEST_API_KEYS",
+                self.api_keys_file.to_string_lossy().into_owned(),
+            ),
+            (
+                citybrain_config::env::PRODUCTION,
+                if self.production {
+                    "production"
+                } else {
+                    "development"
+                }
+                .into(),
+            ),
+            ("CITYBRAIN_LOG_JSON", self.log_json.to_string()),
+            (
+                "CITYBRAIN_INGEST_DELIVERY_TIMEOUT_MS",
+                p.delivery_timeout.as_millis().to_string(),
+            ),
+            (
+                "CITYBRAIN_INGEST_QUEUE_MAX_MESSAGES",
+                p.queue_max_messages.to_string(),
+            ),
+            (
+                "CITYBRAIN_INGEST_QUEUE_MAX_KBYTES",
+                p.queue_max_kbytes.to_string(),
+            ),
+            (
+                "CITYBRAIN_INGEST_LINGER_MS",
+                p.linger.as_millis().to_string(),
+            ),
+            ("CITYBRAIN_INGEST_COMPRESSION", p.compression.clone()),
+            ("CITYBRAIN_INGEST_IDEMPOTENCE", p.idempotence.to_string()),
+            (
+                "CITYBRAIN_INGEST_ENQUEUE_TIMEOUT_MS",
+                self.producer.enqueue_timeout.as_millis().to_string(),
+            ),
+            (
+                "CITYBRAIN_INGEST_MAX_BATCH_EVENTS",
+                self.limits.max_batch_events.to_string(),
+            ),
+            (
+                "CITYBRAIN_INGEST_MAX_BATCH_BYTES",
+                self.limits.max_batch_bytes.to_string(),
+            ),
+            (
+                "CITYBRAIN_INGEST_MAX_EVENT_BYTES",
+                self.limits.max_event_bytes.to_string(),
+            ),
+            (
+                "CITYBRAIN_INGEST_MAX_STREAM_EVENTS",
+                self.limits.max_stream_events.to_string(),
+            ),
+            (
+                "CITYBRAIN_INGEST_MAX_FUTURE_SKEW_S",
+                self.validation.max_future_skew.as_secs().to_string(),
+            ),
+            (
+                "CITYBRAIN_INGEST_MAX_AGE_S",
+                self.validation.max_age.as_secs().to_string(),
+            ),
+        ];
+        vars.extend(self.kafka.to_env());
+        vars
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_back_what_it_writes() {
+        let mut config = IngestConfig::new("b:9092");
+        config.kafka.topic_prefix = "t1.".into();
+        config.producer.settings.delivery_timeout = Duration::from_secs(30);
+        config.producer.settings.idempotence = false;
+        config.limits.max_stream_events = 7;
+        config.validation.max_age = Duration::from_secs(3600);
+        config.admin_addr = ([127, 0, 0, 1], 0).into();
+        let read = IngestConfig::read(&Env::from_pairs(config.to_env())).unwrap();
+        assert_eq!(read, config);
+    }
+
+    #[test]
+    fn unknown_compression_names_the_variable() {
+        let env = Env::from_pairs([("CITYBRAIN_INGEST_COMPRESSION", "brotli")]);
+        let err = IngestConfig::read(&env).unwrap_err().to_string();
+        assert!(err.contains("CITYBRAIN_INGEST_COMPRESSION"), "{err}");
     }
 }

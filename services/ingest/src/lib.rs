@@ -11,7 +11,6 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod producer;
-pub mod samples;
 pub mod service;
 pub mod validate;
 
@@ -20,9 +19,9 @@ use crate::producer::EventProducer;
 use crate::service::IngestHandler;
 use citybrain_keys::KeyStore;
 use citybrain_proto::ingest::v1::ingest_service_server::IngestServiceServer;
-use citybrain_telemetry::Readiness;
+use citybrain_runtime::Readiness;
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -56,8 +55,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let keys = KeyStore::load(&config.api_keys_file, config.production)?;
-    let producer = EventProducer::new(&config.kafka)?;
-    let metrics_handle = citybrain_telemetry::install_prometheus(metrics::BUCKETS);
+    let producer = EventProducer::new(&config.kafka, &config.producer)?;
+    let metrics_handle = citybrain_runtime::install_prometheus(metrics::BUCKETS);
     let readiness = Readiness::new();
     let stop = CancellationToken::new();
 
@@ -65,16 +64,19 @@ pub async fn serve(
     health_reporter
         .set_not_serving::<IngestServiceServer<IngestHandler>>()
         .await;
-    let watcher = tokio::spawn(watch_kafka(
-        producer.clone(),
+    let watcher = tokio::spawn(citybrain_runtime::watch(
+        KafkaProbe {
+            producer: producer.clone(),
+            health: health_reporter,
+        },
         readiness.clone(),
-        health_reporter,
+        READINESS_INTERVAL,
         stop.clone(),
     ));
 
     let grpc_addr = grpc_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    let admin = tokio::spawn(citybrain_telemetry::serve_admin(
+    let admin = tokio::spawn(citybrain_runtime::serve_admin(
         admin_listener,
         metrics_handle,
         readiness.clone(),
@@ -131,45 +133,34 @@ pub async fn serve(
     Ok(())
 }
 
-/// Keeps `/readyz` and the gRPC health status in line with Kafka.
-async fn watch_kafka(
+/// Kafka for `/readyz`, the gRPC health status and `citybrain_ingest_kafka_up`;
+/// each check also replaces a producer that cannot recover by itself.
+struct KafkaProbe {
     producer: EventProducer,
-    readiness: Readiness,
     health: tonic_health::server::HealthReporter,
-    stop: CancellationToken,
-) {
-    let mut was_up = None;
-    loop {
-        let up = producer.is_reachable(Duration::from_secs(2)).await;
-        producer.heal(up);
-        readiness.set("kafka", up);
-        metrics::kafka_up(up);
-        if was_up != Some(up) {
-            if up {
-                tracing::info!("kafka reachable");
-                health
-                    .set_serving::<IngestServiceServer<IngestHandler>>()
-                    .await;
-            } else {
-                tracing::warn!("kafka unreachable");
-                health
-                    .set_not_serving::<IngestServiceServer<IngestHandler>>()
-                    .await;
-            }
-            was_up = Some(up);
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(READINESS_INTERVAL) => {}
-        }
-    }
 }
 
-/// Converts a wall-clock time to a protobuf timestamp.
-pub fn timestamp(at: SystemTime) -> prost_types::Timestamp {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: since.as_secs() as i64,
-        nanos: since.subsec_nanos() as i32,
+impl citybrain_runtime::Probe for KafkaProbe {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn check(&mut self) -> bool {
+        let up = self.producer.is_reachable(Duration::from_secs(2)).await;
+        self.producer.heal(up);
+        metrics::kafka_up(up);
+        up
+    }
+
+    async fn changed(&mut self, up: bool) {
+        if up {
+            self.health
+                .set_serving::<IngestServiceServer<IngestHandler>>()
+                .await;
+        } else {
+            self.health
+                .set_not_serving::<IngestServiceServer<IngestHandler>>()
+                .await;
+        }
     }
 }

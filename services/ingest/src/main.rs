@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = IngestConfig::from_env().context("invalid configuration")?;
-    citybrain_telemetry::init_tracing(config.log_json);
+    citybrain_runtime::init_tracing(config.log_json);
     let grpc = TcpListener::bind(config.grpc_addr).await.with_context(|| {
         format!(
             "cannot listen on {} (CITYBRAIN_INGEST_GRPC_ADDR)",
@@ -23,6 +23,6 @@ async fn main() -> anyhow::Result<()> {
                 config.admin_addr
             )
         })?;
-    citybrain_ingest::serve(config, grpc, admin, citybrain_telemetry::shutdown_signal()).await?;
+    citybrain_ingest::serve(config, grpc, admin, citybrain_runtime::shutdown_signal()).await?;
     Ok(())
 }

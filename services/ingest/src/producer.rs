@@ -5,8 +5,9 @@
 //! is full a send waits at most `enqueue_timeout` for room and then reports
 //! [`ProduceError::Overloaded`], which the caller answers as RETRYABLE.
 
-use crate::config::KafkaConfig;
+use crate::config::ProducerConfig;
 use crate::metrics;
+use citybrain_config::KafkaConfig;
 use citybrain_proto::feed::Feed;
 use rdkafka::{
     ClientConfig, ClientContext, Statistics,
@@ -74,50 +75,21 @@ pub struct EventProducer {
 }
 
 impl EventProducer {
-    pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
-        let mut client_config = ClientConfig::new();
-        client_config
-            .set("bootstrap.servers", &config.brokers)
-            .set("client.id", "citybrain-ingest")
-            // Idempotence gives exactly-once, in-order writes per partition
-            // across the producer's own retries; it implies acks=all.
-            .set("enable.idempotence", config.idempotence.to_string())
-            .set("acks", "all")
-            .set("compression.type", &config.compression)
-            .set("linger.ms", config.linger.as_millis().to_string())
-            .set(
-                "message.timeout.ms",
-                config.delivery_timeout.as_millis().to_string(),
-            )
-            .set(
-                "queue.buffering.max.messages",
-                config.queue_max_messages.to_string(),
-            )
-            .set(
-                "queue.buffering.max.kbytes",
-                config.queue_max_kbytes.to_string(),
-            )
-            // While the broker is down, librdkafka only times messages out
-            // between reconnect attempts; its default 10 s backoff cap made a
-            // 3 s delivery timeout take 8–10 s (measured against Tansu).
-            .set("reconnect.backoff.max.ms", "1000")
-            .set("statistics.interval.ms", "5000");
-        // Operator-supplied librdkafka settings (TLS, SASL, tuning) win.
-        for (key, value) in &config.librdkafka_options {
-            client_config.set(key, value);
-        }
+    pub fn new(kafka: &KafkaConfig, config: &ProducerConfig) -> Result<Self, KafkaError> {
+        let client_config =
+            citybrain_kafka::event_producer(kafka, "citybrain-ingest", &config.settings);
         let producer: FutureProducer<StatsContext> =
             client_config.create_with_context(StatsContext)?;
         let topics = Feed::ALL
             .into_iter()
-            .map(|feed| (feed, format!("{}{}", config.topic_prefix, feed.topic())))
+            .map(|feed| (feed, kafka.topic(feed.topic())))
             .collect();
         Ok(Self {
             current: Arc::new(RwLock::new(producer)),
             client_config,
             topics: Arc::new(topics),
             enqueue_timeout: config.enqueue_timeout,
-            stuck_after: config.delivery_timeout * 2,
+            stuck_after: config.settings.delivery_timeout * 2,
             failing_since: Arc::new(Mutex::new(None)),
         })
     }

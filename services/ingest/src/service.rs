@@ -13,14 +13,14 @@ use crate::producer::{EventProducer, ProduceError};
 use crate::validate::{self, Limits, Rejection};
 use citybrain_keys::{API_KEY_HEADER, KeyStore, Principal};
 use citybrain_proto::events::v1::{Event, IngestedEvent};
-use citybrain_proto::feed::{Kind, SCHEMA_VERSION, headers};
+use citybrain_proto::feed::Kind;
 use citybrain_proto::ingest::v1::{
     EventResult, IngestRequest, IngestResponse, Outcome, ReasonCode,
     ingest_service_server::IngestService,
 };
+use citybrain_proto::record;
 use futures::future::join_all;
 use prost::Message;
-use rdkafka::message::{Header, OwnedHeaders};
 use std::collections::HashSet;
 use std::time::{Instant, SystemTime};
 use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
@@ -95,7 +95,7 @@ impl IngestHandler {
     /// Answers every event of one batch, appending to `answers`.
     async fn process_batch(&self, who: &Principal, events: Vec<Event>, answers: &mut Answers) {
         let now = SystemTime::now();
-        let received_at = crate::timestamp(now);
+        let received_at = citybrain_proto::timestamp(now);
         let mut sends = Vec::new();
         for mut event in events {
             let index = answers.results.len() as u32;
@@ -164,7 +164,7 @@ impl IngestHandler {
                 continue;
             }
             event.event_id = event_id.clone();
-            let key = format!("{}/{}", who.tenant, event.device_id);
+            let key = record::key(&who.tenant, &event.device_id);
             let record = IngestedEvent {
                 event: Some(event),
                 tenant_id: who.tenant.clone(),
@@ -172,19 +172,7 @@ impl IngestHandler {
                 received_at: Some(received_at),
             }
             .encode_to_vec();
-            let headers = OwnedHeaders::new_with_capacity(3)
-                .insert(Header {
-                    key: headers::KIND,
-                    value: Some(kind.as_str()),
-                })
-                .insert(Header {
-                    key: headers::SCHEMA,
-                    value: Some(SCHEMA_VERSION),
-                })
-                .insert(Header {
-                    key: headers::TENANT,
-                    value: Some(who.tenant.as_str()),
-                });
+            let headers = citybrain_kafka::record_headers(kind, &who.tenant);
             // Placeholder, replaced once Kafka has answered.
             answers.results.push(EventResult {
                 index,

@@ -14,7 +14,7 @@ use prost_types::Timestamp;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Bounds that are deployment settings rather than facts of the contract.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// How far in the future `observed_at` may be (device clocks drift).
     pub max_future_skew: Duration,

@@ -2,8 +2,8 @@
 //! breaks exactly one thing, then checks the reason and the field path.
 
 use super::*;
-use crate::samples;
 use citybrain_proto::events::v1::event::Payload;
+use citybrain_samples as samples;
 use std::time::{Duration, SystemTime};
 
 fn now() -> SystemTime {

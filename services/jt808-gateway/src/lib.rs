@@ -37,7 +37,7 @@ use crate::auth_codes::AuthCodes;
 use crate::config::Jt808Config;
 use crate::registry::{Registry, Vehicle};
 use citybrain_ingest_client::IngestClient;
-use citybrain_telemetry::Readiness;
+use citybrain_runtime::Readiness;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -47,8 +47,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How often ingest's health is checked for `/readyz`.
+/// How often ingest's health is checked for `/readyz`, and how long one
+/// check may take.
 const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What every connection shares.
 pub(crate) struct Gateway {
@@ -98,17 +100,24 @@ pub async fn serve(
         clients.insert(tenant.to_string(), client);
     }
     let codes = AuthCodes::open(&config.state_dir)?;
-    let metrics_handle = citybrain_telemetry::install_prometheus(metrics::BUCKETS);
+    let metrics_handle = citybrain_runtime::install_prometheus(metrics::BUCKETS);
     let readiness = Readiness::new();
     let stop = CancellationToken::new();
-    let probe = clients
-        .values()
-        .next()
-        .cloned()
-        .expect("a registry is never empty");
-    let watcher = tokio::spawn(watch_ingest(probe, readiness.clone(), stop.clone()));
+    let probe = IngestProbe {
+        client: clients
+            .values()
+            .next()
+            .cloned()
+            .expect("a registry is never empty"),
+    };
+    let watcher = tokio::spawn(citybrain_runtime::watch(
+        probe,
+        readiness.clone(),
+        READINESS_INTERVAL,
+        stop.clone(),
+    ));
     let admin_addr = admin_listener.local_addr().map_err(ServeError::Admin)?;
-    let admin = tokio::spawn(citybrain_telemetry::serve_admin(
+    let admin = tokio::spawn(citybrain_runtime::serve_admin(
         admin_listener,
         metrics_handle,
         readiness,
@@ -190,23 +199,20 @@ pub async fn serve(
 
 /// `/readyz` says whether ingest serves (it reports SERVING only while
 /// Kafka is reachable): without it every report is answered "fail".
-async fn watch_ingest(client: IngestClient, readiness: Readiness, stop: CancellationToken) {
-    let mut was_up = None;
-    loop {
-        let up = client.serving().await;
-        readiness.set("ingest", up);
+struct IngestProbe {
+    client: IngestClient,
+}
+
+impl citybrain_runtime::Probe for IngestProbe {
+    fn name(&self) -> &'static str {
+        "ingest"
+    }
+
+    async fn check(&mut self) -> bool {
+        let up = tokio::time::timeout(PROBE_TIMEOUT, self.client.serving())
+            .await
+            .unwrap_or(false);
         metrics::ingest_up(up);
-        if was_up != Some(up) {
-            if up {
-                tracing::info!("ingest serving");
-            } else {
-                tracing::warn!("ingest not serving: reports are answered fail until it is");
-            }
-            was_up = Some(up);
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(READINESS_INTERVAL) => {}
-        }
+        up
     }
 }

@@ -22,6 +22,7 @@ use crate::registry::Vehicle;
 use citybrain_proto::events::v1::{
     Event, GnssFix, Location as Point, ServiceStatus, VehiclePosition, event::Payload,
 };
+use citybrain_proto::time;
 
 /// What a location body is to the platform.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +109,7 @@ pub fn report(location: &Location, vehicle: &Vehicle, serial: u16) -> Report {
 
 /// BCD `YYMMDDhhmmss` in GMT+8 (years 2000-2099) as Unix seconds.
 pub fn utc_seconds(bcd: &[u8; 6]) -> Result<i64, String> {
-    let mut v = [0i64; 6];
+    let mut v = [0u32; 6];
     for (slot, byte) in v.iter_mut().zip(bcd) {
         let (hi, lo) = (byte >> 4, byte & 0x0f);
         if hi > 9 || lo > 9 {
@@ -117,32 +118,31 @@ pub fn utc_seconds(bcd: &[u8; 6]) -> Result<i64, String> {
                 crate::wire::hex(bcd)
             ));
         }
-        *slot = i64::from(hi * 10 + lo);
+        *slot = u32::from(hi * 10 + lo);
     }
     let [yy, month, day, hour, minute, second] = v;
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if yy % 4 == 0 => 29,
-        2 => 28,
-        _ => 0,
-    };
-    if !(1..=days_in_month).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+    let year = 2000 + i64::from(yy);
+    if !(1..=12).contains(&month)
+        || !(1..=time::days_in_month(year, month)).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return Err(format!(
             "time {} is not a valid date and time",
             crate::wire::hex(bcd)
         ));
     }
-    let days = days_from_civil(2000 + yy, month, day);
-    Ok(days * 86_400 + hour * 3_600 + minute * 60 + second - 8 * 3_600)
+    let days = time::days_from_civil(year, month, day);
+    Ok(days * 86_400 + i64::from(hour * 3_600 + minute * 60 + second) - GMT8)
 }
 
 /// Unix seconds as BCD digits `YYMMDDhhmmss` of the same instant in UTC
-/// (0x8004) or, with `offset_hours` 8, in GMT+8.
-pub fn bcd_digits_at(unix_seconds: i64, offset_hours: i64) -> String {
-    let local = unix_seconds + offset_hours * 3_600;
+/// (0x8004), or in GMT+8 with `gmt8`.
+pub fn bcd_digits_at(unix_seconds: i64, gmt8: bool) -> String {
+    let local = unix_seconds + if gmt8 { GMT8 } else { 0 };
     let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = time::civil_from_days(days);
     format!(
         "{:02}{month:02}{day:02}{:02}{:02}{:02}",
         year.rem_euclid(100),
@@ -152,30 +152,8 @@ pub fn bcd_digits_at(unix_seconds: i64, offset_hours: i64) -> String {
     )
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
+/// China Standard Time's offset, seconds: terminals report GMT+8.
+const GMT8: i64 = 8 * 3_600;
 
 #[cfg(test)]
 mod tests {
@@ -299,7 +277,7 @@ mod tests {
             utc_seconds(&[0x23, 0x02, 0x29, 0, 0, 0]).is_err(),
             "not a leap year"
         );
-        assert_eq!(bcd_digits_at(1_795_940_100, 8), "261129161500");
-        assert_eq!(bcd_digits_at(1_795_940_100, 0), "261129081500");
+        assert_eq!(bcd_digits_at(1_795_940_100, true), "261129161500");
+        assert_eq!(bcd_digits_at(1_795_940_100, false), "261129081500");
     }
 }

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Jt808Config::from_env().context("invalid configuration")?;
-    citybrain_telemetry::init_tracing(config.log_json);
+    citybrain_runtime::init_tracing(config.log_json);
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| {
@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
         config,
         listener,
         admin,
-        citybrain_telemetry::shutdown_signal(),
+        citybrain_runtime::shutdown_signal(),
     )
     .await?;
     Ok(())

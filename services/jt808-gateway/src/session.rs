@@ -179,7 +179,7 @@ impl Session {
             id::HEARTBEAT => vec![self.answer(&header, ResultCode::Ok)],
             id::QUERY_TIME => {
                 metrics::message(header.id, "ok");
-                let digits = location::bcd_digits_at(now, 0);
+                let digits = location::bcd_digits_at(now, false);
                 vec![Action::Send(self.replier().time(&digits))]
             }
             id::LOGOUT => {

@@ -1,10 +1,10 @@
 //! The query service's settings, read once at start-up from the environment.
 
-use citybrain_telemetry::env::{self, ConfigError};
+use citybrain_config::{ClickHouseConfig, ConfigError, Env, ToEnv};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// Everything the query service can be told. Each field names its variable.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QueryConfig {
     /// `CITYBRAIN_QUERY_GRPC_ADDR`: the gRPC API.
     pub grpc_addr: SocketAddr,
@@ -18,25 +18,13 @@ pub struct QueryConfig {
     pub production: bool,
     /// `CITYBRAIN_LOG_JSON`: JSON log lines (production) instead of text.
     pub log_json: bool,
+    /// `CITYBRAIN_CLICKHOUSE_URL`, `_DATABASE`, `_USER`, `_PASSWORD`.
     pub clickhouse: ClickHouseConfig,
     pub limits: Limits,
 }
 
-/// Where the data is.
-#[derive(Debug, Clone)]
-pub struct ClickHouseConfig {
-    /// `CITYBRAIN_CLICKHOUSE_URL`: the HTTP interface.
-    pub url: String,
-    /// `CITYBRAIN_CLICKHOUSE_DATABASE`: letters, digits and `_` only.
-    pub database: String,
-    /// `CITYBRAIN_CLICKHOUSE_USER`.
-    pub user: String,
-    /// `CITYBRAIN_CLICKHOUSE_PASSWORD`.
-    pub password: String,
-}
-
 /// Bounds on what one request may ask for. Errors name the variable.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// `CITYBRAIN_QUERY_TIMEOUT_MS`: one query's budget, enforced by
     /// ClickHouse (`max_execution_time`) and by the client (a little later).
@@ -59,7 +47,7 @@ pub struct Limits {
 }
 
 /// Longest time range (days) per bucket size.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RangeLimits {
     pub five_minutes: u64,
     pub hour: u64,
@@ -89,36 +77,36 @@ impl Default for Limits {
     }
 }
 
-impl ClickHouseConfig {
-    pub fn new(url: impl Into<String>, database: impl Into<String>) -> Self {
+impl QueryConfig {
+    /// Development defaults for the ClickHouse at `clickhouse`, every
+    /// address on loopback, the development key file.
+    pub fn new(clickhouse: ClickHouseConfig) -> Self {
         Self {
-            url: url.into(),
-            database: database.into(),
-            user: "default".into(),
-            password: String::new(),
+            grpc_addr: ([127, 0, 0, 1], 50052).into(),
+            http_addr: ([127, 0, 0, 1], 8080).into(),
+            admin_addr: ([127, 0, 0, 1], 9103).into(),
+            api_keys_file: "deploy/local/dev-api-keys.toml".into(),
+            production: false,
+            log_json: false,
+            clickhouse,
+            limits: Limits::default(),
         }
     }
-}
 
-impl QueryConfig {
-    /// Reads every setting, failing on the first invalid one.
+    /// Reads every setting from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(&Env::process())
+    }
+
+    /// Reads every setting, failing on the first invalid one.
+    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+        let defaults = Self::new(ClickHouseConfig::new(
+            ClickHouseConfig::DEFAULT_URL,
+            ClickHouseConfig::DEFAULT_DATABASE,
+        ));
         let d = Limits::default();
-        let production = env::is_production()?;
-        let database = env::string_or("CITYBRAIN_CLICKHOUSE_DATABASE", "citybrain");
-        if database.is_empty()
-            || database.starts_with(|c: char| c.is_ascii_digit())
-            || !database
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(ConfigError::Invalid {
-                name: "CITYBRAIN_CLICKHOUSE_DATABASE",
-                value: database,
-                reason: "use letters, digits and _ only".into(),
-            });
-        }
-        let timeout = env::millis_or("CITYBRAIN_QUERY_TIMEOUT_MS", d.timeout)?;
+        let production = env.is_production()?;
+        let timeout = env.millis_or("CITYBRAIN_QUERY_TIMEOUT_MS", d.timeout)?;
         if timeout < Duration::from_secs(1) {
             return Err(ConfigError::Invalid {
                 name: "CITYBRAIN_QUERY_TIMEOUT_MS",
@@ -128,41 +116,107 @@ impl QueryConfig {
         }
         let r = &d.max_range_days;
         Ok(Self {
-            grpc_addr: env::var_or("CITYBRAIN_QUERY_GRPC_ADDR", ([127, 0, 0, 1], 50052).into())?,
-            http_addr: env::var_or("CITYBRAIN_QUERY_HTTP_ADDR", ([127, 0, 0, 1], 8080).into())?,
-            admin_addr: env::var_or("CITYBRAIN_QUERY_ADMIN_ADDR", ([127, 0, 0, 1], 9103).into())?,
-            api_keys_file: env::string_or(
-                "CITYBRAIN_QUERY_API_KEYS",
-                "deploy/local/dev-api-keys.toml",
-            )
-            .into(),
+            grpc_addr: env.var_or("CITYBRAIN_QUERY_GRPC_ADDR", defaults.grpc_addr)?,
+            http_addr: env.var_or("CITYBRAIN_QUERY_HTTP_ADDR", defaults.http_addr)?,
+            admin_addr: env.var_or("CITYBRAIN_QUERY_ADMIN_ADDR", defaults.admin_addr)?,
+            api_keys_file: env
+                .string_or(
+                    "CITYBRAIN_QUERY_API_KEYS",
+                    &defaults.api_keys_file.to_string_lossy(),
+                )
+                .into(),
             production,
-            log_json: env::bool_or("CITYBRAIN_LOG_JSON", production)?,
-            clickhouse: ClickHouseConfig {
-                url: env::string_or("CITYBRAIN_CLICKHOUSE_URL", "http://127.0.0.1:18123"),
-                database,
-                user: env::string_or("CITYBRAIN_CLICKHOUSE_USER", "default"),
-                password: std::env::var("CITYBRAIN_CLICKHOUSE_PASSWORD").unwrap_or_default(),
-            },
+            log_json: env.bool_or("CITYBRAIN_LOG_JSON", production)?,
+            clickhouse: ClickHouseConfig::from_env(env)?,
             limits: Limits {
                 timeout,
-                max_rows: env::var_or("CITYBRAIN_QUERY_MAX_ROWS", d.max_rows)?,
-                max_export_rows: env::var_or("CITYBRAIN_QUERY_MAX_EXPORT_ROWS", d.max_export_rows)?,
-                max_buckets: env::var_or("CITYBRAIN_QUERY_MAX_BUCKETS", d.max_buckets)?,
+                max_rows: env.var_or("CITYBRAIN_QUERY_MAX_ROWS", d.max_rows)?,
+                max_export_rows: env
+                    .var_or("CITYBRAIN_QUERY_MAX_EXPORT_ROWS", d.max_export_rows)?,
+                max_buckets: env.var_or("CITYBRAIN_QUERY_MAX_BUCKETS", d.max_buckets)?,
                 max_range_days: RangeLimits {
-                    five_minutes: env::var_or("CITYBRAIN_QUERY_MAX_RANGE_5M_DAYS", r.five_minutes)?,
-                    hour: env::var_or("CITYBRAIN_QUERY_MAX_RANGE_HOUR_DAYS", r.hour)?,
-                    day: env::var_or("CITYBRAIN_QUERY_MAX_RANGE_DAY_DAYS", r.day)?,
-                    week: env::var_or("CITYBRAIN_QUERY_MAX_RANGE_WEEK_DAYS", r.week)?,
-                    month: env::var_or("CITYBRAIN_QUERY_MAX_RANGE_MONTH_DAYS", r.month)?,
+                    five_minutes: env
+                        .var_or("CITYBRAIN_QUERY_MAX_RANGE_5M_DAYS", r.five_minutes)?,
+                    hour: env.var_or("CITYBRAIN_QUERY_MAX_RANGE_HOUR_DAYS", r.hour)?,
+                    day: env.var_or("CITYBRAIN_QUERY_MAX_RANGE_DAY_DAYS", r.day)?,
+                    week: env.var_or("CITYBRAIN_QUERY_MAX_RANGE_WEEK_DAYS", r.week)?,
+                    month: env.var_or("CITYBRAIN_QUERY_MAX_RANGE_MONTH_DAYS", r.month)?,
                 },
-                max_track_days: env::var_or("CITYBRAIN_QUERY_MAX_TRACK_DAYS", d.max_track_days)?,
-                max_track_points: env::var_or(
-                    "CITYBRAIN_QUERY_MAX_TRACK_POINTS",
-                    d.max_track_points,
-                )?,
-                max_top_n: env::var_or("CITYBRAIN_QUERY_MAX_TOP_N", d.max_top_n)?,
+                max_track_days: env.var_or("CITYBRAIN_QUERY_MAX_TRACK_DAYS", d.max_track_days)?,
+                max_track_points: env
+                    .var_or("CITYBRAIN_QUERY_MAX_TRACK_POINTS", d.max_track_points)?,
+                max_top_n: env.var_or("CITYBRAIN_QUERY_MAX_TOP_N", d.max_top_n)?,
             },
         })
+    }
+}
+
+impl ToEnv for QueryConfig {
+    fn to_env(&self) -> Vec<(&'static str, String)> {
+        let l = &self.limits;
+        let r = &l.max_range_days;
+        let mut vars = vec![
+            ("CITYBRAIN_QUERY_GRPC_ADDR", self.grpc_addr.to_string()),
+            ("CITYBRAIN_QUERY_HTTP_ADDR", self.http_addr.to_string()),
+            ("CITYBRAIN_QUERY_ADMIN_ADDR", self.admin_addr.to_string()),
+            (
+                "CITYBRAIN_QUERY_API_KEYS",
+                self.api_keys_file.to_string_lossy().into_owned(),
+            ),
+            (
+                citybrain_config::env::PRODUCTION,
+                if self.production {
+                    "production"
+                } else {
+                    "development"
+                }
+                .into(),
+            ),
+            ("CITYBRAIN_LOG_JSON", self.log_json.to_string()),
+            (
+                "CITYBRAIN_QUERY_TIMEOUT_MS",
+                l.timeout.as_millis().to_string(),
+            ),
+            ("CITYBRAIN_QUERY_MAX_ROWS", l.max_rows.to_string()),
+            (
+                "CITYBRAIN_QUERY_MAX_EXPORT_ROWS",
+                l.max_export_rows.to_string(),
+            ),
+            ("CITYBRAIN_QUERY_MAX_BUCKETS", l.max_buckets.to_string()),
+            (
+                "CITYBRAIN_QUERY_MAX_RANGE_5M_DAYS",
+                r.five_minutes.to_string(),
+            ),
+            ("CITYBRAIN_QUERY_MAX_RANGE_HOUR_DAYS", r.hour.to_string()),
+            ("CITYBRAIN_QUERY_MAX_RANGE_DAY_DAYS", r.day.to_string()),
+            ("CITYBRAIN_QUERY_MAX_RANGE_WEEK_DAYS", r.week.to_string()),
+            ("CITYBRAIN_QUERY_MAX_RANGE_MONTH_DAYS", r.month.to_string()),
+            (
+                "CITYBRAIN_QUERY_MAX_TRACK_DAYS",
+                l.max_track_days.to_string(),
+            ),
+            (
+                "CITYBRAIN_QUERY_MAX_TRACK_POINTS",
+                l.max_track_points.to_string(),
+            ),
+            ("CITYBRAIN_QUERY_MAX_TOP_N", l.max_top_n.to_string()),
+        ];
+        vars.extend(self.clickhouse.to_env());
+        vars
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_back_what_it_writes() {
+        let mut config = QueryConfig::new(ClickHouseConfig::new("http://ch:8123", "town"));
+        config.limits.timeout = Duration::from_secs(3);
+        config.limits.max_range_days.week = 9;
+        config.http_addr = ([127, 0, 0, 1], 0).into();
+        let read = QueryConfig::read(&Env::from_pairs(config.to_env())).unwrap();
+        assert_eq!(read, config);
     }
 }

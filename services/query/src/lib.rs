@@ -24,7 +24,7 @@ use crate::{
 };
 use citybrain_keys::KeyStore;
 use citybrain_proto::query::v1::query_service_server::QueryServiceServer;
-use citybrain_telemetry::Readiness;
+use citybrain_runtime::Readiness;
 use std::{future::Future, time::Duration};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -63,7 +63,7 @@ pub async fn serve(
     let database = Database::new(&config.clickhouse.database).map_err(ServeError::Database)?;
     let store = Store::new(&config.clickhouse, config.limits.timeout);
     let core = QueryCore::new(store.clone(), database, config.limits.clone());
-    let metrics_handle = citybrain_telemetry::install_prometheus(metrics::BUCKETS);
+    let metrics_handle = citybrain_runtime::install_prometheus(metrics::BUCKETS);
     let readiness = Readiness::new();
     let stop = CancellationToken::new();
 
@@ -71,17 +71,20 @@ pub async fn serve(
     health_reporter
         .set_not_serving::<QueryServiceServer<QueryHandler>>()
         .await;
-    let watcher = tokio::spawn(watch_clickhouse(
-        store,
+    let watcher = tokio::spawn(citybrain_runtime::watch(
+        ClickHouseProbe {
+            store,
+            health: health_reporter,
+        },
         readiness.clone(),
-        health_reporter,
+        READINESS_INTERVAL,
         stop.clone(),
     ));
 
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    let admin = tokio::spawn(citybrain_telemetry::serve_admin(
+    let admin = tokio::spawn(citybrain_runtime::serve_admin(
         admin_listener,
         metrics_handle,
         readiness,
@@ -136,35 +139,33 @@ pub async fn serve(
     Ok(())
 }
 
-/// Keeps `/readyz`, gRPC health and the up gauge in line with ClickHouse.
-async fn watch_clickhouse(
+/// ClickHouse, for `/readyz`, the gRPC health status and
+/// `citybrain_query_clickhouse_up`.
+struct ClickHouseProbe {
     store: Store,
-    readiness: Readiness,
     health: tonic_health::server::HealthReporter,
-    stop: CancellationToken,
-) {
-    let mut was_up = None;
-    loop {
-        let up = store.ping(PROBE_TIMEOUT).await;
-        readiness.set("clickhouse", up);
+}
+
+impl citybrain_runtime::Probe for ClickHouseProbe {
+    fn name(&self) -> &'static str {
+        "clickhouse"
+    }
+
+    async fn check(&mut self) -> bool {
+        let up = self.store.ping(PROBE_TIMEOUT).await;
         metrics::clickhouse_up(up);
-        if was_up != Some(up) {
-            if up {
-                tracing::info!("clickhouse reachable");
-                health
-                    .set_serving::<QueryServiceServer<QueryHandler>>()
-                    .await;
-            } else {
-                tracing::warn!("clickhouse unreachable");
-                health
-                    .set_not_serving::<QueryServiceServer<QueryHandler>>()
-                    .await;
-            }
-            was_up = Some(up);
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(READINESS_INTERVAL) => {}
+        up
+    }
+
+    async fn changed(&mut self, up: bool) {
+        if up {
+            self.health
+                .set_serving::<QueryServiceServer<QueryHandler>>()
+                .await;
+        } else {
+            self.health
+                .set_not_serving::<QueryServiceServer<QueryHandler>>()
+                .await;
         }
     }
 }

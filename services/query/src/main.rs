@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = QueryConfig::from_env().context("invalid configuration")?;
-    citybrain_telemetry::init_tracing(config.log_json);
+    citybrain_runtime::init_tracing(config.log_json);
     let bind = |addr, name: &'static str| async move {
         TcpListener::bind(addr)
             .await
@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
         grpc,
         http,
         admin,
-        citybrain_telemetry::shutdown_signal(),
+        citybrain_runtime::shutdown_signal(),
     )
     .await?;
     Ok(())

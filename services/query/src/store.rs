@@ -2,12 +2,12 @@
 //! failures) into tables, CSV streams and [`QueryError`]s.
 
 use crate::{
-    config::ClickHouseConfig,
     error::QueryError,
     sql::{Arg, Sql},
     table::Table,
 };
 use axum::body::Bytes;
+use citybrain_config::ClickHouseConfig;
 use clickhouse::Client;
 use futures::Stream;
 use std::time::Duration;
@@ -25,12 +25,7 @@ pub struct Store {
 
 impl Store {
     pub fn new(config: &ClickHouseConfig, timeout: Duration) -> Self {
-        let client = Client::default()
-            .with_url(&config.url)
-            .with_user(&config.user)
-            .with_password(&config.password)
-            // 18.16 rejects the setting validation sends; see stack notes.
-            .with_validation(false)
+        let client = citybrain_schema::client(config)
             // Whole seconds: ClickHouse 18.16 reads this as an integer.
             .with_setting("max_execution_time", timeout.as_secs().max(1).to_string())
             .with_setting("timeout_overflow_mode", "throw")

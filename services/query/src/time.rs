@@ -1,6 +1,8 @@
 //! Times as callers write them and as ClickHouse prints them, without a
 //! calendar crate: UTC seconds since the epoch throughout.
 
+use citybrain_proto::time::{days_from_civil, days_in_month};
+
 /// Parses a caller's time: RFC 3339 (`2024-05-01T08:00:00Z`,
 /// `2024-05-01T16:00:00+08:00`, fractions ignored), a date (`2024-05-01`,
 /// midnight UTC) or Unix seconds (`1714550400`).
@@ -69,10 +71,10 @@ fn parse_date(b: &[u8]) -> Result<i64, String> {
     if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) {
         return Err("date out of range (years 1970–9999)".to_string());
     }
-    if day < 1 || day > days_in_month(year, month) {
+    if day < 1 || day > i64::from(days_in_month(year, month as u32)) {
         return Err(format!("{year}-{month:02} has no day {day}"));
     }
-    Ok(days_from_civil(year, month, day) * 86_400)
+    Ok(days_from_civil(year, month as u32, day as u32) * 86_400)
 }
 
 /// `hh:mm:ss` → seconds since midnight.
@@ -102,51 +104,7 @@ pub fn parse_clickhouse(text: &str) -> Option<i64> {
 
 /// RFC 3339 in UTC, e.g. `2024-05-01T08:00:00Z`.
 pub fn format(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let clock = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        clock / 3600,
-        clock % 3600 / 60,
-        clock % 60
-    )
-}
-
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-// Howard Hinnant's algorithms (public domain), proleptic Gregorian.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    citybrain_proto::time::format_utc(secs)
 }
 
 #[cfg(test)]

@@ -405,10 +405,17 @@ async fn every_endpoint_answers_with_the_expected_numbers() {
     eventually(
         Duration::from_secs(10),
         "/readyz to report ClickHouse",
-        || async { http_get(service.admin, "/readyz", None).await.status == 200 },
+        || async {
+            citybrain_tests::http::get(service.admin_addr, "/readyz", &[])
+                .await
+                .status
+                == 200
+        },
     )
     .await;
-    let metrics = http_get(service.admin, "/metrics", None).await.body;
+    let metrics = citybrain_tests::http::get(service.admin_addr, "/metrics", &[])
+        .await
+        .body;
     assert!(metrics.contains("citybrain_query_requests_total{protocol=\"http\",endpoint=\"aggregate\",outcome=\"ok\"}"), "{metrics}");
     assert!(metrics.contains("citybrain_query_request_duration_seconds_bucket"));
     eprintln!("every endpoint answered in {:?}", started.elapsed());
@@ -1325,10 +1332,10 @@ async fn clickhouse_stops_a_query_at_its_own_time_limit() {
     // Millions of rows through ingest would take minutes, and this test is
     // about ClickHouse's limit, not about the data: ClickHouse generates
     // them, into a database of the test's own.
-    let db = Db::fresh().await;
+    let db = TestDatabase::migrated(&clickhouse_url(), "qt").await;
     let t0 = t0();
     let started = Instant::now();
-    db.client
+    db.client()
         .query(&format!(
             "INSERT INTO {db}.raw_service_request (event_id, tenant_id, source_id, device_id, \
              observed_at, received_at, request_id, transition, category, channel, village, department) \
@@ -1378,7 +1385,7 @@ async fn clickhouse_stops_a_query_at_its_own_time_limit() {
     // ClickHouse stopped the query itself: it is not running any more (had
     // only the service given up, ClickHouse would still be at it).
     let running: u64 = db
-        .client
+        .client()
         .query("SELECT count() FROM system.processes WHERE position(query, ?) > 0 AND position(query, 'system.processes') = 0")
         .bind(format!("{}.raw_service_request", db.name))
         .fetch_one()
@@ -1454,7 +1461,6 @@ async fn clickhouse_stops_a_query_at_its_own_time_limit() {
     assert_eq!(records(&t).len(), 0);
 
     service.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1499,7 +1505,12 @@ async fn a_hanging_clickhouse_times_out_and_a_missing_one_is_unavailable() {
         grpc.live(req).await.unwrap_err().code(),
         tonic::Code::DeadlineExceeded
     );
-    assert_eq!(http_get(service.admin, "/readyz", None).await.status, 503);
+    assert_eq!(
+        citybrain_tests::http::get(service.admin_addr, "/readyz", &[])
+            .await
+            .status,
+        503
+    );
     service.stop().await;
     holder.abort();
 
@@ -1527,7 +1538,12 @@ async fn a_hanging_clickhouse_times_out_and_a_missing_one_is_unavailable() {
     eventually(
         Duration::from_secs(10),
         "/readyz to report ClickHouse down",
-        || async { http_get(service.admin, "/readyz", None).await.status == 503 },
+        || async {
+            citybrain_tests::http::get(service.admin_addr, "/readyz", &[])
+                .await
+                .status
+                == 503
+        },
     )
     .await;
     service.stop().await;

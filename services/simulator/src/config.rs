@@ -1,7 +1,7 @@
 //! The simulator's settings: a mode and flags on the command line, each flag
 //! also readable from the environment (`CITYBRAIN_SIMULATOR_*`); flags win.
 
-use citybrain_telemetry::env::{self, ConfigError};
+use citybrain_config::{ConfigError, Env};
 use std::time::Duration;
 
 /// The development key of the local stack's `lucheng` tenant (public: see
@@ -113,6 +113,7 @@ impl SimulatorConfig {
 
     /// Reads the environment, then `args` (without the program name).
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, ConfigFault> {
+        let env = Env::process();
         let mut args = args.into_iter().peekable();
         if matches!(
             args.peek().map(String::as_str),
@@ -122,7 +123,7 @@ impl SimulatorConfig {
         }
         let mode_text = match args.next() {
             Some(mode) => mode,
-            None => env::string_or("CITYBRAIN_SIMULATOR_MODE", ""),
+            None => env.string_or("CITYBRAIN_SIMULATOR_MODE", ""),
         };
         let mode = match mode_text.as_str() {
             "live" => Mode::Live,
@@ -133,16 +134,16 @@ impl SimulatorConfig {
         };
         let defaults = Self::new(mode);
         let mut config = Self {
-            days: env::var_or("CITYBRAIN_SIMULATOR_DAYS", defaults.days)?,
-            scale: env::var_or("CITYBRAIN_SIMULATOR_SCALE", defaults.scale)?,
-            seed: env::var_or("CITYBRAIN_SIMULATOR_SEED", defaults.seed)?,
-            ingest_url: env::string_or("CITYBRAIN_SIMULATOR_INGEST_URL", &defaults.ingest_url),
-            api_key: env::string_or("CITYBRAIN_SIMULATOR_API_KEY", &defaults.api_key),
-            batch_size: env::var_or("CITYBRAIN_SIMULATOR_BATCH_SIZE", defaults.batch_size)?,
-            in_flight: env::var_or("CITYBRAIN_SIMULATOR_IN_FLIGHT", defaults.in_flight)?,
-            progress: !env::bool_or("CITYBRAIN_SIMULATOR_NO_PROGRESS", false)?,
-            log_json: env::bool_or("CITYBRAIN_LOG_JSON", false)?,
-            send_after: match env::string_or("CITYBRAIN_SIMULATOR_SEND_AFTER", "").as_str() {
+            days: env.var_or("CITYBRAIN_SIMULATOR_DAYS", defaults.days)?,
+            scale: env.var_or("CITYBRAIN_SIMULATOR_SCALE", defaults.scale)?,
+            seed: env.var_or("CITYBRAIN_SIMULATOR_SEED", defaults.seed)?,
+            ingest_url: env.string_or("CITYBRAIN_SIMULATOR_INGEST_URL", &defaults.ingest_url),
+            api_key: env.string_or("CITYBRAIN_SIMULATOR_API_KEY", &defaults.api_key),
+            batch_size: env.var_or("CITYBRAIN_SIMULATOR_BATCH_SIZE", defaults.batch_size)?,
+            in_flight: env.var_or("CITYBRAIN_SIMULATOR_IN_FLIGHT", defaults.in_flight)?,
+            progress: !env.bool_or("CITYBRAIN_SIMULATOR_NO_PROGRESS", false)?,
+            log_json: env.bool_or("CITYBRAIN_LOG_JSON", false)?,
+            send_after: match env.string_or("CITYBRAIN_SIMULATOR_SEND_AFTER", "").as_str() {
                 "" => None,
                 text => Some(parse("send-after", text.to_string())?),
             },

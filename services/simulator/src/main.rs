@@ -13,8 +13,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Err(err) => return Err(err).context("invalid configuration"),
     };
-    citybrain_telemetry::init_tracing(config.log_json);
-    let summary = citybrain_simulator::run(config, citybrain_telemetry::shutdown_signal()).await?;
+    citybrain_runtime::init_tracing(config.log_json);
+    let summary = citybrain_simulator::run(config, citybrain_runtime::shutdown_signal()).await?;
     tracing::info!(
         sent = summary.sent,
         accepted = summary.accepted,

@@ -1,10 +1,11 @@
 //! The sink's settings, read once at start-up from the environment.
 
-use citybrain_telemetry::env::{self, ConfigError};
+use citybrain_config::{ClickHouseConfig, ConfigError, Env, KafkaConfig, ToEnv};
+use citybrain_kafka::GroupSettings;
 use std::{net::SocketAddr, time::Duration};
 
 /// Everything the sink can be told. Each field names its variable.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SinkConfig {
     /// `CITYBRAIN_SINK_ADMIN_ADDR`: `/metrics`, `/healthz`, `/readyz`.
     pub admin_addr: SocketAddr,
@@ -16,51 +17,39 @@ pub struct SinkConfig {
     /// flushing the last batch before giving up (nothing is committed then,
     /// so nothing is lost: the next owner re-reads it).
     pub shutdown_timeout: Duration,
+    /// `CITYBRAIN_KAFKA_BROKERS`, `CITYBRAIN_TOPIC_PREFIX` (prepended to
+    /// every feed topic and the dead-letter topic, as in ingest) and
+    /// `CITYBRAIN_KAFKA_OPTIONS` (the consumer's and the dead-letter
+    /// producer's extra librdkafka settings).
     pub kafka: KafkaConfig,
+    /// `CITYBRAIN_SINK_GROUP_ID` (the consumer group; instances sharing it
+    /// split the partitions), `CITYBRAIN_SINK_SESSION_TIMEOUT_MS` (Kafka's
+    /// default is 45000, the production default here; development defaults
+    /// to 6000 because the Tansu broker holds a group join for about this
+    /// long) and `CITYBRAIN_SINK_MAX_POLL_INTERVAL_MS` (Kafka's default is
+    /// 300000, production; development 7000; must exceed the insert timeout).
+    pub group: GroupSettings,
+    pub dead_letters: DeadLetterConfig,
+    /// `CITYBRAIN_CLICKHOUSE_URL`, `_DATABASE`, `_USER`, `_PASSWORD`.
     pub clickhouse: ClickHouseConfig,
+    pub store: StoreConfig,
     pub batch: BatchLimits,
     pub backoff: Backoff,
 }
 
-/// How the sink consumes.
-#[derive(Debug, Clone)]
-pub struct KafkaConfig {
-    /// `CITYBRAIN_KAFKA_BROKERS`: bootstrap servers, comma-separated.
-    pub brokers: String,
-    /// `CITYBRAIN_TOPIC_PREFIX`: prepended to every feed topic and the
-    /// dead-letter topic, as in ingest.
-    pub topic_prefix: String,
-    /// `CITYBRAIN_SINK_GROUP_ID`: the consumer group; instances sharing it
-    /// split the partitions.
-    pub group_id: String,
-    /// `CITYBRAIN_SINK_SESSION_TIMEOUT_MS`: Kafka's default is 45000 (the
-    /// production default here); development defaults to 6000 because the
-    /// Tansu broker holds a group join for about this long.
-    pub session_timeout: Duration,
-    /// `CITYBRAIN_SINK_MAX_POLL_INTERVAL_MS`: Kafka's default is 300000
-    /// (production); development defaults to 7000 (see above). Must exceed
-    /// the insert timeout.
-    pub max_poll_interval: Duration,
-    /// `CITYBRAIN_SINK_DEAD_LETTER_TOPIC`: where poison messages go (without
-    /// the prefix).
-    pub dead_letter_topic: String,
-    /// `CITYBRAIN_KAFKA_OPTIONS`: extra librdkafka settings for the consumer,
-    /// applied last, as comma-separated `key=value` pairs (TLS, SASL, fetch
-    /// tuning), as in ingest.
-    pub librdkafka_options: Vec<(String, String)>,
+/// Where poison messages go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetterConfig {
+    /// `CITYBRAIN_SINK_DEAD_LETTER_TOPIC`: the topic, without the prefix.
+    pub topic: String,
+    /// `CITYBRAIN_SINK_DEAD_LETTER_TIMEOUT_MS`: how long a dead letter may
+    /// wait for Kafka's acknowledgement before the flush is retried.
+    pub delivery_timeout: Duration,
 }
 
-/// Where rows go.
-#[derive(Debug, Clone)]
-pub struct ClickHouseConfig {
-    /// `CITYBRAIN_CLICKHOUSE_URL`: the HTTP interface.
-    pub url: String,
-    /// `CITYBRAIN_CLICKHOUSE_DATABASE`.
-    pub database: String,
-    /// `CITYBRAIN_CLICKHOUSE_USER`.
-    pub user: String,
-    /// `CITYBRAIN_CLICKHOUSE_PASSWORD`.
-    pub password: String,
+/// How rows are written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
     /// `CITYBRAIN_SINK_INSERT_TIMEOUT_MS`: one INSERT (or lookup) may take
     /// this long before it counts as failed and is retried.
     pub insert_timeout: Duration,
@@ -83,7 +72,7 @@ pub struct ClickHouseConfig {
 }
 
 /// A batch is written when any limit is reached.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BatchLimits {
     /// `CITYBRAIN_SINK_BATCH_MAX_ROWS`: rows per batch (all tables). At most
     /// 1,000,000 so that each table's INSERT stays one block (ClickHouse's
@@ -97,7 +86,7 @@ pub struct BatchLimits {
 }
 
 /// Retries while ClickHouse (or the dead-letter topic) is unavailable.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Backoff {
     /// `CITYBRAIN_SINK_BACKOFF_INITIAL_MS`.
     pub initial: Duration,
@@ -133,20 +122,18 @@ impl SinkConfig {
             log_json: false,
             migrate: true,
             shutdown_timeout: Duration::from_secs(10),
-            kafka: KafkaConfig {
-                brokers: brokers.into(),
-                topic_prefix: String::new(),
+            kafka: KafkaConfig::new(brokers),
+            group: GroupSettings {
                 group_id: "citybrain-sink".into(),
                 session_timeout: Duration::from_millis(6000),
                 max_poll_interval: Duration::from_millis(7000),
-                dead_letter_topic: crate::dead_letter::TOPIC.into(),
-                librdkafka_options: Vec::new(),
             },
-            clickhouse: ClickHouseConfig {
-                url: clickhouse_url.into(),
-                database: "citybrain".into(),
-                user: "default".into(),
-                password: String::new(),
+            dead_letters: DeadLetterConfig {
+                topic: citybrain_proto::feed::DEAD_LETTER_TOPIC.into(),
+                delivery_timeout: Duration::from_secs(5),
+            },
+            clickhouse: ClickHouseConfig::new(clickhouse_url, ClickHouseConfig::DEFAULT_DATABASE),
+            store: StoreConfig {
                 insert_timeout: Duration::from_secs(5),
                 dedup_event_ids: true,
                 raw_retention_days: 400,
@@ -157,10 +144,15 @@ impl SinkConfig {
         }
     }
 
-    /// Reads every setting, failing on the first invalid one.
+    /// Reads every setting from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let production = env::is_production()?;
-        let defaults = Self::new("127.0.0.1:19092", "http://127.0.0.1:18123");
+        Self::read(&Env::process())
+    }
+
+    /// Reads every setting, failing on the first invalid one.
+    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+        let production = env.is_production()?;
+        let d = Self::new(KafkaConfig::DEFAULT_BROKERS, ClickHouseConfig::DEFAULT_URL);
         // Production keeps Kafka's own group timeouts.
         let (session, poll, insert) = if production {
             (
@@ -170,59 +162,49 @@ impl SinkConfig {
             )
         } else {
             (
-                defaults.kafka.session_timeout,
-                defaults.kafka.max_poll_interval,
-                defaults.clickhouse.insert_timeout,
+                d.group.session_timeout,
+                d.group.max_poll_interval,
+                d.store.insert_timeout,
             )
         };
         let config = Self {
-            admin_addr: env::var_or("CITYBRAIN_SINK_ADMIN_ADDR", defaults.admin_addr)?,
-            log_json: env::bool_or("CITYBRAIN_LOG_JSON", production)?,
-            migrate: env::bool_or("CITYBRAIN_SINK_MIGRATE", true)?,
-            shutdown_timeout: env::millis_or(
-                "CITYBRAIN_SINK_SHUTDOWN_TIMEOUT_MS",
-                defaults.shutdown_timeout,
-            )?,
-            kafka: KafkaConfig {
-                brokers: env::string_or("CITYBRAIN_KAFKA_BROKERS", &defaults.kafka.brokers),
-                topic_prefix: env::string_or("CITYBRAIN_TOPIC_PREFIX", ""),
-                group_id: env::string_or("CITYBRAIN_SINK_GROUP_ID", &defaults.kafka.group_id),
-                session_timeout: env::millis_or("CITYBRAIN_SINK_SESSION_TIMEOUT_MS", session)?,
-                max_poll_interval: env::millis_or("CITYBRAIN_SINK_MAX_POLL_INTERVAL_MS", poll)?,
-                dead_letter_topic: env::string_or(
-                    "CITYBRAIN_SINK_DEAD_LETTER_TOPIC",
-                    crate::dead_letter::TOPIC,
-                ),
-                librdkafka_options: env::key_values("CITYBRAIN_KAFKA_OPTIONS")?,
+            admin_addr: env.var_or("CITYBRAIN_SINK_ADMIN_ADDR", d.admin_addr)?,
+            log_json: env.bool_or("CITYBRAIN_LOG_JSON", production)?,
+            migrate: env.bool_or("CITYBRAIN_SINK_MIGRATE", d.migrate)?,
+            shutdown_timeout: env
+                .millis_or("CITYBRAIN_SINK_SHUTDOWN_TIMEOUT_MS", d.shutdown_timeout)?,
+            kafka: KafkaConfig::from_env(env)?,
+            group: GroupSettings {
+                group_id: env.string_or("CITYBRAIN_SINK_GROUP_ID", &d.group.group_id),
+                session_timeout: env.millis_or("CITYBRAIN_SINK_SESSION_TIMEOUT_MS", session)?,
+                max_poll_interval: env.millis_or("CITYBRAIN_SINK_MAX_POLL_INTERVAL_MS", poll)?,
             },
-            clickhouse: ClickHouseConfig {
-                url: env::string_or("CITYBRAIN_CLICKHOUSE_URL", &defaults.clickhouse.url),
-                database: env::string_or(
-                    "CITYBRAIN_CLICKHOUSE_DATABASE",
-                    &defaults.clickhouse.database,
-                ),
-                user: env::string_or("CITYBRAIN_CLICKHOUSE_USER", &defaults.clickhouse.user),
-                password: std::env::var("CITYBRAIN_CLICKHOUSE_PASSWORD").unwrap_or_default(),
-                insert_timeout: env::millis_or("CITYBRAIN_SINK_INSERT_TIMEOUT_MS", insert)?,
-                dedup_event_ids: env::bool_or("CITYBRAIN_SINK_DEDUP_EVENT_IDS", true)?,
-                raw_retention_days: env::var_or(
-                    "CITYBRAIN_SINK_RAW_RETENTION_DAYS",
-                    defaults.clickhouse.raw_retention_days,
+            dead_letters: DeadLetterConfig {
+                topic: env.string_or("CITYBRAIN_SINK_DEAD_LETTER_TOPIC", &d.dead_letters.topic),
+                delivery_timeout: env.millis_or(
+                    "CITYBRAIN_SINK_DEAD_LETTER_TIMEOUT_MS",
+                    d.dead_letters.delivery_timeout,
                 )?,
-                cluster: Some(env::string_or("CITYBRAIN_CLICKHOUSE_CLUSTER", ""))
-                    .filter(|name| !name.is_empty()),
+            },
+            clickhouse: ClickHouseConfig::from_env(env)?,
+            store: StoreConfig {
+                insert_timeout: env.millis_or("CITYBRAIN_SINK_INSERT_TIMEOUT_MS", insert)?,
+                dedup_event_ids: env
+                    .bool_or("CITYBRAIN_SINK_DEDUP_EVENT_IDS", d.store.dedup_event_ids)?,
+                raw_retention_days: env.var_or(
+                    "CITYBRAIN_SINK_RAW_RETENTION_DAYS",
+                    d.store.raw_retention_days,
+                )?,
+                cluster: env.optional("CITYBRAIN_CLICKHOUSE_CLUSTER"),
             },
             batch: BatchLimits {
-                max_rows: env::var_or("CITYBRAIN_SINK_BATCH_MAX_ROWS", defaults.batch.max_rows)?,
-                max_bytes: env::var_or("CITYBRAIN_SINK_BATCH_MAX_BYTES", defaults.batch.max_bytes)?,
-                max_age: env::millis_or("CITYBRAIN_SINK_BATCH_MAX_AGE_MS", defaults.batch.max_age)?,
+                max_rows: env.var_or("CITYBRAIN_SINK_BATCH_MAX_ROWS", d.batch.max_rows)?,
+                max_bytes: env.var_or("CITYBRAIN_SINK_BATCH_MAX_BYTES", d.batch.max_bytes)?,
+                max_age: env.millis_or("CITYBRAIN_SINK_BATCH_MAX_AGE_MS", d.batch.max_age)?,
             },
             backoff: Backoff {
-                initial: env::millis_or(
-                    "CITYBRAIN_SINK_BACKOFF_INITIAL_MS",
-                    defaults.backoff.initial,
-                )?,
-                max: env::millis_or("CITYBRAIN_SINK_BACKOFF_MAX_MS", defaults.backoff.max)?,
+                initial: env.millis_or("CITYBRAIN_SINK_BACKOFF_INITIAL_MS", d.backoff.initial)?,
+                max: env.millis_or("CITYBRAIN_SINK_BACKOFF_MAX_MS", d.backoff.max)?,
             },
         };
         config.validate()?;
@@ -238,14 +220,14 @@ impl SinkConfig {
                 reason: "must be 1..=1000000 so that each INSERT is one block".into(),
             });
         }
-        if self.clickhouse.insert_timeout >= self.kafka.max_poll_interval {
+        if self.store.insert_timeout >= self.group.max_poll_interval {
             return Err(ConfigError::Invalid {
                 name: "CITYBRAIN_SINK_INSERT_TIMEOUT_MS",
-                value: self.clickhouse.insert_timeout.as_millis().to_string(),
+                value: self.store.insert_timeout.as_millis().to_string(),
                 reason: format!(
                     "must be below CITYBRAIN_SINK_MAX_POLL_INTERVAL_MS ({} ms): a longer insert \
                      would get this instance evicted from the group mid-insert",
-                    self.kafka.max_poll_interval.as_millis()
+                    self.group.max_poll_interval.as_millis()
                 ),
             });
         }
@@ -263,16 +245,81 @@ impl SinkConfig {
     pub fn feed_topics(&self) -> Vec<String> {
         citybrain_proto::feed::Feed::ALL
             .iter()
-            .map(|feed| format!("{}{}", self.kafka.topic_prefix, feed.topic()))
+            .map(|feed| self.kafka.topic(feed.topic()))
             .collect()
     }
 
     /// The dead-letter topic, with the prefix.
     pub fn dead_letter_topic(&self) -> String {
-        format!(
-            "{}{}",
-            self.kafka.topic_prefix, self.kafka.dead_letter_topic
-        )
+        self.kafka.topic(&self.dead_letters.topic)
+    }
+}
+
+impl ToEnv for SinkConfig {
+    fn to_env(&self) -> Vec<(&'static str, String)> {
+        let millis = |d: Duration| d.as_millis().to_string();
+        let mut vars = vec![
+            ("CITYBRAIN_SINK_ADMIN_ADDR", self.admin_addr.to_string()),
+            ("CITYBRAIN_LOG_JSON", self.log_json.to_string()),
+            ("CITYBRAIN_SINK_MIGRATE", self.migrate.to_string()),
+            (
+                "CITYBRAIN_SINK_SHUTDOWN_TIMEOUT_MS",
+                millis(self.shutdown_timeout),
+            ),
+            ("CITYBRAIN_SINK_GROUP_ID", self.group.group_id.clone()),
+            (
+                "CITYBRAIN_SINK_SESSION_TIMEOUT_MS",
+                millis(self.group.session_timeout),
+            ),
+            (
+                "CITYBRAIN_SINK_MAX_POLL_INTERVAL_MS",
+                millis(self.group.max_poll_interval),
+            ),
+            (
+                "CITYBRAIN_SINK_DEAD_LETTER_TOPIC",
+                self.dead_letters.topic.clone(),
+            ),
+            (
+                "CITYBRAIN_SINK_DEAD_LETTER_TIMEOUT_MS",
+                millis(self.dead_letters.delivery_timeout),
+            ),
+            (
+                "CITYBRAIN_SINK_INSERT_TIMEOUT_MS",
+                millis(self.store.insert_timeout),
+            ),
+            (
+                "CITYBRAIN_SINK_DEDUP_EVENT_IDS",
+                self.store.dedup_event_ids.to_string(),
+            ),
+            (
+                "CITYBRAIN_SINK_RAW_RETENTION_DAYS",
+                self.store.raw_retention_days.to_string(),
+            ),
+            (
+                "CITYBRAIN_CLICKHOUSE_CLUSTER",
+                self.store.cluster.clone().unwrap_or_default(),
+            ),
+            (
+                "CITYBRAIN_SINK_BATCH_MAX_ROWS",
+                self.batch.max_rows.to_string(),
+            ),
+            (
+                "CITYBRAIN_SINK_BATCH_MAX_BYTES",
+                self.batch.max_bytes.to_string(),
+            ),
+            (
+                "CITYBRAIN_SINK_BATCH_MAX_AGE_MS",
+                millis(self.batch.max_age),
+            ),
+            (
+                "CITYBRAIN_SINK_BACKOFF_INITIAL_MS",
+                millis(self.backoff.initial),
+            ),
+            ("CITYBRAIN_SINK_BACKOFF_MAX_MS", millis(self.backoff.max)),
+        ];
+        vars.extend(self.kafka.to_env());
+        vars.extend(self.clickhouse.to_env());
+        vars
     }
 }
 
@@ -284,10 +331,10 @@ mod tests {
     fn dependent_settings_are_checked_by_name() {
         let mut config = SinkConfig::new("b", "http://c");
         assert!(config.validate().is_ok());
-        config.clickhouse.insert_timeout = Duration::from_secs(8);
+        config.store.insert_timeout = Duration::from_secs(8);
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("CITYBRAIN_SINK_INSERT_TIMEOUT_MS"), "{err}");
-        config.clickhouse.insert_timeout = Duration::from_secs(1);
+        config.store.insert_timeout = Duration::from_secs(1);
         config.batch.max_rows = 2_000_000;
         assert!(
             config
@@ -296,6 +343,20 @@ mod tests {
                 .to_string()
                 .contains("BATCH_MAX_ROWS")
         );
+    }
+
+    #[test]
+    fn reads_back_what_it_writes() {
+        let mut config = SinkConfig::new("b:9092", "http://ch:8123");
+        config.kafka.topic_prefix = "t1.".into();
+        config.group.group_id = "t1.sink".into();
+        config.store.cluster = Some("town".into());
+        config.store.dedup_event_ids = false;
+        config.dead_letters.delivery_timeout = Duration::from_secs(2);
+        config.batch.max_age = Duration::from_millis(100);
+        config.admin_addr = ([127, 0, 0, 1], 0).into();
+        let read = SinkConfig::read(&Env::from_pairs(config.to_env())).unwrap();
+        assert_eq!(read, config);
     }
 
     #[test]

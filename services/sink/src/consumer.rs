@@ -8,10 +8,10 @@
 //! offsets are already stored.
 
 use crate::batch::PartitionId;
-use crate::config::KafkaConfig;
+use crate::config::SinkConfig;
 use crate::metrics;
 use rdkafka::{
-    ClientConfig, ClientContext, Statistics, TopicPartitionList,
+    ClientContext, Statistics, TopicPartitionList,
     consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::KafkaResult,
 };
@@ -122,45 +122,27 @@ impl ConsumerContext for SinkContext {
 
 /// A group consumer subscribed to `topics`, nothing committed automatically.
 pub fn subscribe(
-    config: &KafkaConfig,
+    config: &SinkConfig,
     topics: &[String],
 ) -> KafkaResult<StreamConsumer<SinkContext>> {
     let instance = format!(
         "citybrain-sink-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let mut client_config = ClientConfig::new();
-    client_config
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", &config.group_id)
-        .set("client.id", &instance)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "range,roundrobin")
-        .set(
-            "session.timeout.ms",
-            config.session_timeout.as_millis().to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            (config.session_timeout.as_millis() / 3)
-                .max(100)
-                .to_string(),
-        )
-        .set(
-            "max.poll.interval.ms",
-            config.max_poll_interval.as_millis().to_string(),
-        )
-        .set("statistics.interval.ms", "5000")
-        // What librdkafka prefetches beyond the batch being built: by default
-        // up to 64 MiB queued plus 50 MiB per fetch, most of the sink's peak
-        // memory in `make bench` (235 MB). A batch is at most 16 MiB
-        // (`CITYBRAIN_SINK_BATCH_MAX_BYTES`), so 16 MiB keeps one batch ready.
-        .set("queued.max.messages.kbytes", "16384")
-        .set("fetch.max.bytes", "16777216");
-    for (key, value) in &config.librdkafka_options {
-        client_config.set(key, value);
+    let mut client_config =
+        citybrain_kafka::group_consumer(&config.kafka, &instance, &config.group);
+    // What librdkafka prefetches beyond the batch being built: by default up
+    // to 64 MiB queued plus 50 MiB per fetch, most of the sink's peak memory
+    // in `make bench` (235 MB). A batch is at most 16 MiB
+    // (`CITYBRAIN_SINK_BATCH_MAX_BYTES`), so 16 MiB keeps one batch ready.
+    // Set unless the operator set them (their options win).
+    for (key, value) in [
+        ("queued.max.messages.kbytes", "16384"),
+        ("fetch.max.bytes", "16777216"),
+    ] {
+        if !config.kafka.options.iter().any(|(k, _)| k == key) {
+            client_config.set(key, value);
+        }
     }
     let consumer: StreamConsumer<SinkContext> =
         client_config.create_with_context(SinkContext::new(instance))?;

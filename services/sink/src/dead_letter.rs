@@ -7,6 +7,7 @@
 //! Delivery is at least once: after a crash a message may be dead-lettered
 //! again.
 
+use crate::config::SinkConfig;
 use crate::rows::{Lineage, Poison};
 use rdkafka::{
     ClientConfig,
@@ -16,9 +17,6 @@ use rdkafka::{
     util::Timeout,
 };
 use std::time::Duration;
-
-/// The dead-letter topic, without a deployment prefix.
-pub const TOPIC: &str = "citybrain.dead_letter.v1";
 
 /// Header names added to every dead letter.
 pub mod headers {
@@ -96,6 +94,17 @@ impl DeadLetter {
     }
 }
 
+/// The dead-letter producer's settings. Dead letters are at least once
+/// anyway; plain acks=all keeps the producer simple for every Kafka-protocol
+/// broker.
+fn client_config(config: &SinkConfig) -> ClientConfig {
+    citybrain_kafka::side_producer(
+        &config.kafka,
+        "citybrain-sink-dead-letters",
+        config.dead_letters.delivery_timeout,
+    )
+}
+
 /// Sends dead letters; a send resolves when Kafka acknowledged it.
 #[derive(Clone)]
 pub struct DeadLetterProducer {
@@ -104,16 +113,14 @@ pub struct DeadLetterProducer {
 }
 
 impl DeadLetterProducer {
-    pub fn new(brokers: &str, topic: String, timeout: Duration) -> Result<Self, KafkaError> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("client.id", "citybrain-sink-dead-letters")
-            // Dead letters are at least once anyway; plain acks=all keeps the
-            // producer simple for every Kafka-protocol broker.
-            .set("acks", "all")
-            .set("message.timeout.ms", timeout.as_millis().to_string())
-            .create()?;
-        Ok(Self { producer, topic })
+    /// A producer with the deployment's Kafka settings (its options too:
+    /// on a SASL/TLS cluster a producer without them could never send the
+    /// first dead letter, and the sink would stall on it).
+    pub fn new(config: &SinkConfig) -> Result<Self, KafkaError> {
+        Ok(Self {
+            producer: client_config(config).create()?,
+            topic: config.dead_letter_topic(),
+        })
     }
 
     pub async fn send(&self, letter: &DeadLetter) -> Result<(), KafkaError> {
@@ -128,5 +135,26 @@ impl DeadLetterProducer {
             .await
             .map(|_| ())
             .map_err(|(err, _)| err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letters_use_the_deployments_kafka_options_and_their_own_timeout() {
+        let mut config = SinkConfig::new("b:9092", "http://ch:8123");
+        config.kafka.options = vec![
+            ("security.protocol".into(), "SASL_SSL".into()),
+            ("sasl.mechanisms".into(), "SCRAM-SHA-512".into()),
+        ];
+        config.dead_letters.delivery_timeout = Duration::from_millis(2500);
+        config.store.insert_timeout = Duration::from_millis(4000);
+        let settings = client_config(&config);
+        assert_eq!(settings.get("bootstrap.servers"), Some("b:9092"));
+        assert_eq!(settings.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(settings.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        assert_eq!(settings.get("message.timeout.ms"), Some("2500"));
     }
 }

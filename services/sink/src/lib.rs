@@ -19,8 +19,8 @@ use crate::dead_letter::DeadLetterProducer;
 use crate::pipeline::{CLICKHOUSE_CHECK, Pipeline};
 use crate::store::Store;
 use citybrain_proto::feed::Kind;
+use citybrain_runtime::Readiness;
 use citybrain_schema::SchemaError;
-use citybrain_telemetry::Readiness;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use std::future::Future;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ const READINESS_INTERVAL: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Config(#[from] citybrain_telemetry::env::ConfigError),
+    Config(#[from] citybrain_config::ConfigError),
     #[error("cannot create the Kafka client: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("schema migration failed: {0}")]
@@ -54,8 +54,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
-    let metrics_handle = citybrain_telemetry::install_prometheus(metrics::BUCKETS);
-    let tables: Vec<&'static str> = Kind::ALL.into_iter().map(pipeline::table_name).collect();
+    let metrics_handle = citybrain_runtime::install_prometheus(metrics::BUCKETS);
+    let tables: Vec<&'static str> = Kind::ALL.into_iter().map(Kind::raw_table).collect();
     metrics::register(&tables, &rows::Poison::REASONS);
     let readiness = Readiness::new();
     readiness.set(CLICKHOUSE_CHECK, false);
@@ -71,14 +71,14 @@ pub async fn serve(
         }
     });
     let admin_addr = admin_listener.local_addr()?;
-    let admin = tokio::spawn(citybrain_telemetry::serve_admin(
+    let admin = tokio::spawn(citybrain_runtime::serve_admin(
         admin_listener,
         metrics_handle,
         readiness.clone(),
         admin_stop.clone().cancelled_owned(),
     ));
 
-    let store = Store::new(&config.clickhouse);
+    let store = Store::new(&config);
     let started = if config.migrate {
         migrate_until_done(&store, &config, &stop).await?
     } else {
@@ -87,24 +87,23 @@ pub async fn serve(
     if started {
         readiness.set(CLICKHOUSE_CHECK, true);
         let topics = config.feed_topics();
-        let consumer = Arc::new(consumer::subscribe(&config.kafka, &topics)?);
-        let dead_letters = DeadLetterProducer::new(
-            &config.kafka.brokers,
-            config.dead_letter_topic(),
-            config.clickhouse.insert_timeout,
-        )?;
+        let consumer = Arc::new(consumer::subscribe(&config, &topics)?);
+        let dead_letters = DeadLetterProducer::new(&config)?;
         tracing::info!(
             admin = %admin_addr,
             brokers = %config.kafka.brokers,
-            group = %config.kafka.group_id,
+            group = %config.group.group_id,
             database = %store.database(),
             topics = ?topics,
             "sink consuming"
         );
-        let watcher = tokio::spawn(watch_kafka(
-            consumer.clone(),
-            topics[0].clone(),
+        let watcher = tokio::spawn(citybrain_runtime::watch(
+            KafkaProbe {
+                consumer: consumer.clone(),
+                topic: topics[0].clone(),
+            },
             readiness.clone(),
+            READINESS_INTERVAL,
             stop.clone(),
         ));
         Pipeline::new(consumer, store, dead_letters, config, readiness)
@@ -129,7 +128,7 @@ async fn migrate_until_done(
 ) -> Result<bool, ServeError> {
     let mut backoff = config.backoff.initial;
     loop {
-        match store.migrate(config.clickhouse.raw_retention_days).await {
+        match store.migrate(config.store.raw_retention_days).await {
             Ok(report) => {
                 tracing::info!(server = %report.server, applied = ?report.applied, skipped = ?report.skipped, "schema up to date");
                 return Ok(true);
@@ -160,38 +159,28 @@ fn is_transient(err: &SchemaError) -> bool {
     !matches!(inner, Error::BadResponse(_))
 }
 
-/// Keeps `/readyz` in line with the broker.
-async fn watch_kafka(
+/// The broker, for `/readyz`: one topic's metadata (a shared cluster may
+/// hold thousands of topics) through the consumer's own connection.
+struct KafkaProbe {
     consumer: Arc<StreamConsumer<consumer::SinkContext>>,
     topic: String,
-    readiness: Readiness,
-    stop: CancellationToken,
-) {
-    let mut was_up = None;
-    loop {
-        let probe = consumer.clone();
-        let topic = topic.clone();
-        // One topic's metadata: a shared cluster may hold thousands of topics.
-        let up = tokio::task::spawn_blocking(move || {
+}
+
+impl citybrain_runtime::Probe for KafkaProbe {
+    fn name(&self) -> &'static str {
+        KAFKA_CHECK
+    }
+
+    async fn check(&mut self) -> bool {
+        let probe = self.consumer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
             probe.client().fatal_error().is_none()
                 && probe
                     .fetch_metadata(Some(&topic), Duration::from_secs(5))
                     .is_ok()
         })
         .await
-        .unwrap_or(false);
-        readiness.set(KAFKA_CHECK, up);
-        if was_up != Some(up) {
-            if up {
-                tracing::info!("kafka reachable");
-            } else {
-                tracing::warn!("kafka unreachable");
-            }
-            was_up = Some(up);
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(READINESS_INTERVAL) => {}
-        }
+        .unwrap_or(false)
     }
 }

@@ -11,12 +11,12 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = SinkConfig::from_env().context("invalid configuration")?;
-    citybrain_telemetry::init_tracing(config.log_json);
+    citybrain_runtime::init_tracing(config.log_json);
     match std::env::args().nth(1).as_deref() {
         None | Some("serve") => {}
         Some("migrate") => {
-            let report = Store::new(&config.clickhouse)
-                .migrate(config.clickhouse.raw_retention_days)
+            let report = Store::new(&config)
+                .migrate(config.store.raw_retention_days)
                 .await
                 .context("migration failed")?;
             tracing::info!(server = %report.server, applied = ?report.applied, skipped = ?report.skipped, "schema up to date");
@@ -34,6 +34,6 @@ async fn main() -> anyhow::Result<()> {
                 config.admin_addr
             )
         })?;
-    citybrain_sink::serve(config, admin, citybrain_telemetry::shutdown_signal()).await?;
+    citybrain_sink::serve(config, admin, citybrain_runtime::shutdown_signal()).await?;
     Ok(())
 }

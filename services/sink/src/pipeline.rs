@@ -55,8 +55,9 @@ use crate::dead_letter::{DeadLetter, DeadLetterProducer};
 use crate::metrics;
 use crate::rows::{self, ConnectorStatusRow, Lineage};
 use crate::store::{Store, StoreError, StoredOffsets};
-use citybrain_proto::feed::{Kind, headers};
-use citybrain_telemetry::Readiness;
+use citybrain_proto::feed::Kind;
+use citybrain_proto::record;
+use citybrain_runtime::Readiness;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -386,7 +387,7 @@ impl Pipeline {
     /// stored of every partition is looked up again under the new id.
     async fn read_cluster_id(&mut self) -> Result<(), RetryLater> {
         let consumer = self.consumer.clone();
-        let timeout = self.config.kafka.session_timeout;
+        let timeout = self.config.group.session_timeout;
         let cluster =
             tokio::task::spawn_blocking(move || consumer.client().fetch_cluster_id(timeout))
                 .await
@@ -416,7 +417,7 @@ impl Pipeline {
             list.add_partition(topic, *partition);
         }
         let consumer = self.consumer.clone();
-        let timeout = self.config.clickhouse.insert_timeout;
+        let timeout = self.config.store.insert_timeout;
         let committed =
             tokio::task::spawn_blocking(move || consumer.committed_offsets(list, timeout)).await;
         match committed {
@@ -656,7 +657,7 @@ impl Pipeline {
         let payload = message.payload().unwrap_or_default();
         let schema = message.headers().and_then(|hs| {
             hs.iter()
-                .find(|h| h.key == headers::SCHEMA)
+                .find(|h| h.key == record::header::SCHEMA)
                 .and_then(|h| h.value)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
         });
@@ -719,7 +720,7 @@ impl Pipeline {
         // round trips (`make bench`, sink at 0.16 cores).
         let store = &self.store;
         let dead_letters = &self.dead_letters;
-        let dedup = self.config.clickhouse.dedup_event_ids;
+        let dedup = self.config.store.dedup_event_ids;
         let Tables {
             connector_status,
             meter_sample,
@@ -954,7 +955,7 @@ async fn drop_repeated_events<R: TableRow>(
     let mut seen = HashSet::with_capacity(rows.len());
     rows.retain(|row| seen.insert(row.event_id()));
     let stored = store
-        .stored_event_ids(table_name(kind), rows)
+        .stored_event_ids(kind.raw_table(), rows)
         .await
         .map_err(RetryLater::Lookup)?;
     if !stored.is_empty() {
@@ -964,7 +965,7 @@ async fn drop_repeated_events<R: TableRow>(
     if dropped > 0 {
         metrics::skipped_repeated_event(dropped);
         tracing::info!(
-            table = table_name(kind),
+            table = kind.raw_table(),
             rows = dropped,
             "event ids already stored; not inserting them again"
         );
@@ -1000,7 +1001,7 @@ async fn insert_table<R: TableRow>(
     kind: Kind,
     rows: &mut Vec<R>,
 ) -> Result<(), RetryLater> {
-    let table = table_name(kind);
+    let table = kind.raw_table();
     // Ranges still to insert, the next one last.
     let mut pending = Vec::new();
     pending.push(0..rows.len());
@@ -1060,22 +1061,6 @@ fn record_freshness<R: TableRow>(kind: Kind, rows: &[R]) {
     let step = rows.len().div_ceil(FRESHNESS_SAMPLES_PER_INSERT).max(1);
     for row in rows.iter().step_by(step) {
         metrics::freshness(kind.as_str(), now - f64::from(row.observed_at()));
-    }
-}
-
-/// The raw table of a kind, as a `'static` metric label.
-pub fn table_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::ConnectorStatus => "raw_connector_status",
-        Kind::MeterSample => "raw_meter_sample",
-        Kind::ChargingSession => "raw_charging_session",
-        Kind::ParkingSiteCounts => "raw_parking_site_counts",
-        Kind::ParkingSpotStatus => "raw_parking_spot_status",
-        Kind::VehiclePosition => "raw_vehicle_position",
-        Kind::PatrolCheckIn => "raw_patrol_check_in",
-        Kind::BinReading => "raw_bin_reading",
-        Kind::WasteCollection => "raw_waste_collection",
-        Kind::ServiceRequest => "raw_service_request",
     }
 }
 
@@ -1207,12 +1192,5 @@ mod tests {
         assert!(!state.is_stored(Kind::MeterSample, 11));
         assert!(!state.is_stored(Kind::BinReading, 0));
         assert_eq!(state.max_stored(), Some(12));
-    }
-
-    #[test]
-    fn every_kind_names_its_schema_table() {
-        for kind in Kind::ALL {
-            assert_eq!(table_name(kind), citybrain_schema::raw_table(kind));
-        }
     }
 }

@@ -2,7 +2,7 @@
 //! lookup, each bounded by the insert timeout.
 
 use crate::batch::TableRow;
-use crate::config::ClickHouseConfig;
+use crate::config::SinkConfig;
 use citybrain_proto::feed::Kind;
 use citybrain_schema::{LINEAGE_TABLE, MigrationReport, SchemaError, SchemaOptions};
 use clickhouse::Client;
@@ -86,20 +86,14 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(config: &ClickHouseConfig) -> Self {
-        // 18.16 rejects the setting row validation sends; RowBinary with our
-        // own typed rows is checked by the schema tests instead.
-        let client = Client::default()
-            .with_url(&config.url)
-            .with_user(&config.user)
-            .with_password(&config.password)
-            .with_validation(false);
+    pub fn new(config: &SinkConfig) -> Self {
+        let client = citybrain_schema::client(&config.clickhouse);
         Self {
-            inserts: client.clone().with_database(&config.database),
+            inserts: client.clone().with_database(&config.clickhouse.database),
             client,
-            database: config.database.clone(),
-            timeout: config.insert_timeout,
-            cluster: config.cluster.clone(),
+            database: config.clickhouse.database.clone(),
+            timeout: config.store.insert_timeout,
+            cluster: config.store.cluster.clone(),
         }
     }
 
@@ -243,7 +237,7 @@ impl Store {
             .filter_map(|(table, topic, partition, offset)| {
                 let kind = Kind::ALL
                     .into_iter()
-                    .find(|kind| citybrain_schema::raw_table(*kind) == table)?;
+                    .find(|kind| kind.raw_table() == table)?;
                 Some(((kind, topic, partition), offset))
             })
             .collect())

@@ -23,8 +23,9 @@ async fn kill_9_mid_stream_loses_nothing_and_counts_nothing_twice() {
     let brokers = stack_brokers();
     let url = stack_clickhouse_url();
     let prefix = unique_prefix();
-    let db = fresh_database();
-    create_feed_topics(&brokers, &prefix, 4).await;
+    let database = TestDatabase::named(&url, "test_sink");
+    let db = database.name.clone();
+    let _topics = TestTopics::feeds(&brokers, &prefix, 4).await;
     let dir = scratch_dir("sink-crash");
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, write_key_file(&dir))).await;
     let mut config = sink_config(&brokers, &url, &prefix, &db);
@@ -58,15 +59,12 @@ async fn kill_9_mid_stream_loses_nothing_and_counts_nothing_twice() {
         let mut sum = 0;
         for kind in KINDS {
             // The tables appear with the sink's migration: missing counts 0.
-            let sql = format!(
-                "SELECT count() FROM {db}.{}",
-                citybrain_schema::raw_table(kind)
-            );
+            let sql = format!("SELECT count() FROM {db}.{}", kind.raw_table());
             sum += client.query_raw(&sql).fetch_one::<u64>().await.unwrap_or(0);
         }
         sum
     };
-    let mut sink = SinkProcess::spawn(&config, &dir, "sink-1");
+    let mut sink = spawn_sink(&config, &dir, "sink-1");
     for (round, threshold) in [(2, total / 5), (3, total / 2)] {
         eventually(
             Duration::from_secs(90),
@@ -82,7 +80,7 @@ async fn kill_9_mid_stream_loses_nothing_and_counts_nothing_twice() {
             "killed the sink with {} of {total} rows stored",
             stored().await
         );
-        sink = SinkProcess::spawn(&config, &dir, &format!("sink-{round}"));
+        sink = spawn_sink(&config, &dir, &format!("sink-{round}"));
     }
 
     let ingest = stream.await.expect("stream task");
@@ -133,5 +131,4 @@ async fn kill_9_mid_stream_loses_nothing_and_counts_nothing_twice() {
 
     drop(sink);
     ingest.shutdown().await.expect("ingest stop");
-    citybrain_schema::drop_database(&client, &db).await.unwrap();
 }

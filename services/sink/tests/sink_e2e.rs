@@ -76,11 +76,15 @@ async fn every_event_lands_once_and_the_rollups_agree() {
     let brokers = stack_brokers();
     let url = stack_clickhouse_url();
     let prefix = unique_prefix();
-    let db = fresh_database();
-    create_feed_topics(&brokers, &prefix, 4).await;
-    create_topics(
+    let database = TestDatabase::named(&url, "test_sink");
+    let db = database.name.clone();
+    let _topics = TestTopics::feeds(&brokers, &prefix, 4).await;
+    let _more_topics = TestTopics::create(
         &brokers,
-        &[format!("{prefix}{}", citybrain_sink::dead_letter::TOPIC)],
+        &[format!(
+            "{prefix}{}",
+            citybrain_proto::feed::DEAD_LETTER_TOPIC
+        )],
         1,
     )
     .await;
@@ -293,9 +297,10 @@ async fn every_event_lands_once_and_the_rollups_agree() {
     assert_eq!(bins, expected_bins);
 
     // Freshness and the admin port.
-    let (status, body) = sink.admin_get("/readyz").await;
+    let reply = sink.admin_get("/readyz").await;
+    let (status, body) = (reply.status, reply.body);
     assert_eq!(status, 200, "{body}");
-    let (_, metrics) = sink.admin_get("/metrics").await;
+    let metrics = sink.admin_get("/metrics").await.body;
     assert!(
         metrics.contains(&format!(
             "citybrain_sink_rows_inserted_total{{table=\"raw_bin_reading\"}} {PER_KIND}"
@@ -313,22 +318,22 @@ async fn every_event_lands_once_and_the_rollups_agree() {
     // A new group replays every topic from offset 0: the lineage says all of
     // it is stored, so nothing is inserted again.
     let mut replay = sink_config(&brokers, &url, &prefix, &db);
-    replay.kafka.group_id = format!("{prefix}replay");
+    replay.group.group_id = format!("{prefix}replay");
     let replay = RunningSink::start(replay).await;
     let total = (PER_KIND * Kind::ALL.len()) as u64;
     eventually(
         Duration::from_secs(60),
         "the replay to skip every message",
         || async {
-            let (_, metrics) = replay.admin_get("/metrics").await;
+            let metrics = replay.admin_get("/metrics").await.body;
             skipped(&metrics) >= total
         },
     )
     .await;
     for (kind, n) in &expected {
-        let table = citybrain_schema::raw_table(*kind);
+        let table = kind.raw_table();
         assert_eq!(
-            rows(&client, &db, &table).await,
+            rows(&client, &db, table).await,
             *n,
             "rows in {table} after the replay"
         );
@@ -342,7 +347,6 @@ async fn every_event_lands_once_and_the_rollups_agree() {
     .await;
     replay.shutdown().await.expect("graceful stop");
     ingest.shutdown().await.expect("ingest stop");
-    citybrain_schema::drop_database(&client, &db).await.unwrap();
 }
 
 fn skipped(metrics: &str) -> u64 {

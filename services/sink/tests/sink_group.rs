@@ -32,8 +32,9 @@ async fn two_sinks_share_the_work_and_one_stopping_loses_nothing() {
     let brokers = stack_brokers();
     let url = stack_clickhouse_url();
     let prefix = unique_prefix();
-    let db = fresh_database();
-    create_feed_topics(&brokers, &prefix, 4).await;
+    let database = TestDatabase::named(&url, "test_sink");
+    let db = database.name.clone();
+    let _topics = TestTopics::feeds(&brokers, &prefix, 4).await;
     let dir = scratch_dir("sink-group");
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, write_key_file(&dir))).await;
     let config = sink_config(&brokers, &url, &prefix, &db);
@@ -54,7 +55,7 @@ async fn two_sinks_share_the_work_and_one_stopping_loses_nothing() {
     eventually(
         Duration::from_secs(60),
         "both members to hold partitions",
-        || async { members_with_partitions(&first.admin_get("/metrics").await.1).len() == 2 },
+        || async { members_with_partitions(&first.admin_get("/metrics").await.body).len() == 2 },
     )
     .await;
     send(&ingest, before.to_vec()).await;
@@ -88,5 +89,4 @@ async fn two_sinks_share_the_work_and_one_stopping_loses_nothing() {
 
     second.shutdown().await.expect("graceful stop");
     ingest.shutdown().await.expect("ingest stop");
-    citybrain_schema::drop_database(&client, &db).await.unwrap();
 }

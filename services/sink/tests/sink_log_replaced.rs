@@ -22,13 +22,10 @@ async fn start_services(
     db: &str,
     dir: &std::path::Path,
 ) -> (RunningIngest, RunningSink) {
-    create_feed_topics(&broker.brokers(), prefix, 2).await;
-    create_topics(
-        &broker.brokers(),
-        &[format!("{prefix}{}", citybrain_sink::dead_letter::TOPIC)],
-        1,
-    )
-    .await;
+    // The private broker goes away with the test (and restarts empty).
+    TestTopics::pipeline(&broker.brokers(), prefix, 2)
+        .await
+        .keep();
     let ingest = RunningIngest::start(ingest_config(
         &broker.brokers(),
         prefix,
@@ -43,7 +40,8 @@ async fn start_services(
 async fn a_replaced_log_is_read_from_its_start() {
     let url = stack_clickhouse_url();
     let prefix = unique_prefix();
-    let db = fresh_database();
+    let database = TestDatabase::named(&url, "test_sink");
+    let db = database.name.clone();
     let dir = scratch_dir("sink-log-replaced");
     let client = clickhouse(&url);
     let mut broker = PrivateBroker::start(BrokerStorage::Memory).await;
@@ -104,5 +102,4 @@ async fn a_replaced_log_is_read_from_its_start() {
 
     sink.shutdown().await.expect("sink stops cleanly");
     ingest.shutdown().await.expect("ingest stops cleanly");
-    citybrain_schema::drop_database(&client, &db).await.unwrap();
 }

@@ -21,10 +21,11 @@ const PER_KIND: usize = 1_500;
 async fn clickhouse_outage_pauses_and_recovers_without_loss() {
     let brokers = stack_brokers();
     let prefix = unique_prefix();
-    let db = fresh_database();
     let mut server = PrivateClickHouse::start().await;
     let url = server.url();
-    create_feed_topics(&brokers, &prefix, 2).await;
+    let database = TestDatabase::named(&url, "test_sink");
+    let db = database.name.clone();
+    let _topics = TestTopics::feeds(&brokers, &prefix, 2).await;
     let dir = scratch_dir("sink-outage");
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, write_key_file(&dir))).await;
     let sink = RunningSink::start(sink_config(&brokers, &url, &prefix, &db)).await;
@@ -48,10 +49,7 @@ async fn clickhouse_outage_pauses_and_recovers_without_loss() {
             for kind in KINDS {
                 sum += number(
                     &client,
-                    &format!(
-                        "SELECT count() FROM {db}.{}",
-                        citybrain_schema::raw_table(kind)
-                    ),
+                    &format!("SELECT count() FROM {db}.{}", kind.raw_table()),
                 )
                 .await as usize;
             }
@@ -66,12 +64,13 @@ async fn clickhouse_outage_pauses_and_recovers_without_loss() {
         Duration::from_secs(30),
         "the sink to report not ready",
         || async {
-            let (status, body) = sink.admin_get("/readyz").await;
+            let reply = sink.admin_get("/readyz").await;
+            let (status, body) = (reply.status, reply.body);
             status == 503 && body.contains("clickhouse: not ready")
         },
     )
     .await;
-    let (_, metrics) = sink.admin_get("/metrics").await;
+    let metrics = sink.admin_get("/metrics").await.body;
     assert!(
         metrics.contains("citybrain_sink_clickhouse_up 0"),
         "{metrics}"
@@ -84,7 +83,7 @@ async fn clickhouse_outage_pauses_and_recovers_without_loss() {
     eventually(
         Duration::from_secs(30),
         "the sink to report ready again",
-        || async { sink.admin_get("/readyz").await.0 == 200 },
+        || async { sink.admin_get("/readyz").await.status == 200 },
     )
     .await;
     for res in ["5m", "1h"] {

@@ -4,10 +4,11 @@
 
 mod support;
 
-use citybrain_ingest::samples;
 use citybrain_proto::events::v1::IngestedEvent;
-use citybrain_proto::feed::{Feed, SCHEMA_VERSION, headers};
-use citybrain_sink::dead_letter::{self, headers as dl};
+use citybrain_proto::feed::{Feed, SCHEMA_VERSION};
+use citybrain_proto::record;
+use citybrain_sink::dead_letter::headers as dl;
+use citybrain_tests::samples;
 use citybrain_tests::{Kind, eventually, header, read_topics};
 use prost::Message as _;
 use rdkafka::{
@@ -19,22 +20,30 @@ use rdkafka::{
 use std::time::{Duration, SystemTime};
 use support::*;
 
+/// The contract's headers of a parking record, with `schema` as the
+/// contract version (a future one for the record the sink cannot read).
+fn headers(schema: &str) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new();
+    for (key, value) in record::headers(Kind::ParkingSiteCounts, "lucheng-test") {
+        let value = if key == record::header::SCHEMA {
+            schema.as_bytes()
+        } else {
+            value
+        };
+        headers = headers.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    headers
+}
+
 async fn produce(producer: &FutureProducer, topic: &str, payload: &[u8], schema: &str) -> i64 {
     let record = FutureRecord::to(topic)
         .partition(0)
         .key("lucheng-test/P-1")
         .payload(payload)
-        .headers(
-            OwnedHeaders::new()
-                .insert(Header {
-                    key: headers::KIND,
-                    value: Some("parking_site_counts"),
-                })
-                .insert(Header {
-                    key: headers::SCHEMA,
-                    value: Some(schema),
-                }),
-        );
+        .headers(headers(schema));
     let delivery = producer
         .send(record, Timeout::After(Duration::from_secs(5)))
         .await
@@ -47,10 +56,11 @@ async fn poison_goes_to_the_dead_letter_topic_and_good_records_land() {
     let brokers = stack_brokers();
     let url = stack_clickhouse_url();
     let prefix = unique_prefix();
-    let db = fresh_database();
-    create_feed_topics(&brokers, &prefix, 1).await;
-    let dead_letters = format!("{prefix}{}", dead_letter::TOPIC);
-    create_topics(&brokers, std::slice::from_ref(&dead_letters), 1).await;
+    let database = TestDatabase::named(&url, "test_sink");
+    let db = database.name.clone();
+    let _topics = TestTopics::feeds(&brokers, &prefix, 1).await;
+    let dead_letters = format!("{prefix}{}", citybrain_proto::feed::DEAD_LETTER_TOPIC);
+    let _more_topics = TestTopics::create(&brokers, std::slice::from_ref(&dead_letters), 1).await;
     let topic = format!("{prefix}{}", Feed::Parking.topic());
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -158,7 +168,7 @@ async fn poison_goes_to_the_dead_letter_topic_and_good_records_land() {
         Some(future_offset.to_string())
     );
     assert_eq!(
-        header(future, headers::SCHEMA).as_deref(),
+        header(future, record::header::SCHEMA).as_deref(),
         Some("citybrain.events.v2")
     );
     assert!(
@@ -173,7 +183,7 @@ async fn poison_goes_to_the_dead_letter_topic_and_good_records_land() {
         Duration::from_secs(10),
         "the dead letters to be counted",
         || async {
-            let (_, metrics) = sink.admin_get("/metrics").await;
+            let metrics = sink.admin_get("/metrics").await.body;
             metrics.contains("citybrain_sink_dead_letters_total{reason=\"undecodable\"} 1")
                 && metrics
                     .contains("citybrain_sink_dead_letters_total{reason=\"unknown_schema\"} 1")
@@ -181,5 +191,4 @@ async fn poison_goes_to_the_dead_letter_topic_and_good_records_land() {
     )
     .await;
     sink.shutdown().await.expect("graceful stop");
-    citybrain_schema::drop_database(&client, &db).await.unwrap();
 }

@@ -11,14 +11,13 @@
 
 mod support;
 
-use citybrain_ingest::samples;
 use citybrain_proto::events::v1::IngestedEvent;
-use citybrain_proto::feed::{SCHEMA_VERSION, headers};
+use citybrain_proto::record;
+use citybrain_tests::samples;
 use citybrain_tests::{Kind, eventually};
 use prost::Message as _;
 use rdkafka::{
     ClientConfig,
-    message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer},
 };
 use std::time::{Duration, Instant, SystemTime};
@@ -30,12 +29,13 @@ async fn drains_a_backlog() {
     let brokers = stack_brokers();
     let url = stack_clickhouse_url();
     let prefix = unique_prefix();
-    let db = fresh_database();
+    let database = TestDatabase::named(&url, "test_sink");
+    let db = database.name.clone();
     let total: usize = std::env::var("SINK_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    create_feed_topics(&brokers, &prefix, 4).await;
+    let _topics = TestTopics::feeds(&brokers, &prefix, 4).await;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("linger.ms", "5")
@@ -58,7 +58,7 @@ async fn drains_a_backlog() {
         let mut event = samples::event(kind, now - Duration::from_millis((total - i) as u64));
         event.event_id = uuid::Uuid::now_v7().to_string();
         event.device_id = format!("{}-{}", event.device_id, i % 64);
-        let key = format!("bench/{}", event.device_id);
+        let key = record::key("bench", &event.device_id);
         let bytes = IngestedEvent {
             event: Some(event),
             tenant_id: "bench".into(),
@@ -67,17 +67,10 @@ async fn drains_a_backlog() {
         }
         .encode_to_vec();
         let topic = format!("{prefix}{}", kind.feed().topic());
-        let record = FutureRecord::to(&topic).key(&key).payload(&bytes).headers(
-            OwnedHeaders::new()
-                .insert(Header {
-                    key: headers::KIND,
-                    value: Some(kind.as_str()),
-                })
-                .insert(Header {
-                    key: headers::SCHEMA,
-                    value: Some(SCHEMA_VERSION),
-                }),
-        );
+        let record = FutureRecord::to(&topic)
+            .key(&key)
+            .payload(&bytes)
+            .headers(citybrain_kafka::record_headers(kind, "bench"));
         pending.push(
             producer
                 .send_result(record)
@@ -107,18 +100,14 @@ async fn drains_a_backlog() {
     let mut config = sink_config(&brokers, &url, &prefix, &db);
     config.batch.max_rows = 50_000;
     config.batch.max_age = Duration::from_secs(1);
-    config.clickhouse.dedup_event_ids =
-        std::env::var("SINK_BENCH_DEDUP").map_or(true, |v| v != "0");
+    config.store.dedup_event_ids = std::env::var("SINK_BENCH_DEDUP").map_or(true, |v| v != "0");
     let started = Instant::now();
     let sink = RunningSink::start(config).await;
     let client = clickhouse(&url);
     let count = || async {
         let mut sum = 0;
         for kind in kinds {
-            let sql = format!(
-                "SELECT count() FROM {db}.{}",
-                citybrain_schema::raw_table(kind)
-            );
+            let sql = format!("SELECT count() FROM {db}.{}", kind.raw_table());
             sum += client.query_raw(&sql).fetch_one::<u64>().await.unwrap_or(0);
         }
         sum
@@ -136,5 +125,4 @@ async fn drains_a_backlog() {
     let expected: Vec<(Kind, u64)> = kinds.iter().map(|k| (*k, per_kind)).collect();
     assert_exact_rows(&client, &db, &expected, Duration::from_secs(10)).await;
     sink.shutdown().await.expect("graceful stop");
-    citybrain_schema::drop_database(&client, &db).await.unwrap();
 }

@@ -2,9 +2,8 @@
 //! query service, ClickHouse and query API reads, the registry, and reports
 //! with the values the platform must store for them.
 
-use crate::terminal::{self, Report};
+use crate::terminal::Report;
 use citybrain_jt808_gateway::config::Jt808Config;
-use citybrain_query::config::{ClickHouseConfig as QueryClickHouse, Limits, QueryConfig};
 use citybrain_tests::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -77,7 +76,7 @@ impl RunningJt808 {
     }
 
     pub async fn metric(&self, series: &str) -> f64 {
-        let (_, text) = http_get(self.admin, "/metrics").await;
+        let text = http::get(self.admin, "/metrics", &[]).await.body;
         text.lines()
             .filter(|line| line.starts_with(series))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
@@ -93,63 +92,24 @@ impl RunningJt808 {
     }
 }
 
-pub async fn query_service(url: &str, db: &str, dir: &Path) -> SocketAddr {
-    let config = QueryConfig {
-        grpc_addr: ([127, 0, 0, 1], 0).into(),
-        http_addr: ([127, 0, 0, 1], 0).into(),
-        admin_addr: ([127, 0, 0, 1], 0).into(),
-        api_keys_file: write_key_file(dir),
-        production: false,
-        log_json: false,
-        clickhouse: QueryClickHouse::new(url, db),
-        limits: Limits::default(),
-    };
-    let bind = || TcpListener::bind("127.0.0.1:0");
-    let (grpc, http, admin) = (
-        bind().await.unwrap(),
-        bind().await.unwrap(),
-        bind().await.unwrap(),
-    );
-    let addr = http.local_addr().unwrap();
-    tokio::spawn(citybrain_query::serve(
-        config,
-        grpc,
-        http,
-        admin,
-        std::future::pending(),
-    ));
-    addr
-}
-
-/// GET on the query API with the test key, as JSON.
-pub async fn query_json(addr: SocketAddr, path: &str) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.0\r\nHost: x\r\nx-api-key: {FULL_KEY}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    assert!(head.contains(" 200 "), "{path}: {response}");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
-}
-
 /// Rows of `sql` (JSONEachRow) from ClickHouse's HTTP interface.
 pub async fn clickhouse_rows(url: &str, sql: &str) -> Vec<Value> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let host = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    let body = format!("{sql} FORMAT JSONEachRow");
-    let request = format!(
-        "POST / HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(head.contains(" 200 "), "{sql}: {response}");
-    body.lines()
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("a host:port ClickHouse URL");
+    let reply = http::post(
+        addr,
+        "/",
+        &[],
+        format!("{sql} FORMAT JSONEachRow").as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{sql}: {}", reply.body);
+    reply
+        .body
+        .lines()
         .map(|line| numbers_as_f64(serde_json::from_str(line).unwrap()))
         .collect()
 }
@@ -164,28 +124,6 @@ pub fn numbers_as_f64(value: Value) -> Value {
             .collect(),
         Value::Array(items) => items.into_iter().map(numbers_as_f64).collect(),
         other => other,
-    }
-}
-
-/// Drops the test's database when the test ends, however it ends.
-pub struct Database {
-    pub url: String,
-    pub name: String,
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        use std::io::Write;
-        let host = self.url.trim_start_matches("http://").trim_end_matches('/');
-        if let Ok(mut stream) = std::net::TcpStream::connect(host) {
-            let sql = format!("DROP DATABASE IF EXISTS {}", self.name);
-            let _ = write!(
-                stream,
-                "POST / HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{sql}",
-                sql.len()
-            );
-            let _ = std::io::Read::read_to_end(&mut stream, &mut Vec::new());
-        }
     }
 }
 
@@ -217,16 +155,7 @@ pub fn report(at: i64, n: u32) -> Report {
 }
 
 pub fn rfc3339(at: i64) -> String {
-    let d = terminal::gmt8_digits(at - 8 * 3600);
-    format!(
-        "20{}-{}-{}T{}:{}:{}Z",
-        &d[0..2],
-        &d[2..4],
-        &d[4..6],
-        &d[6..8],
-        &d[8..10],
-        &d[10..12]
-    )
+    citybrain_proto::time::format_utc(at)
 }
 
 /// The stored row of each sent position, computed from what was sent.

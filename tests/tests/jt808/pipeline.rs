@@ -18,24 +18,18 @@ async fn terminals_report_through_the_gateway_into_clickhouse_and_the_query_api(
     let brokers = stack_brokers();
     let url = stack_clickhouse_url();
     let prefix = unique_prefix();
-    let db = Database {
-        url: url.clone(),
-        name: format!(
-            "test_jt808_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        ),
-    };
-    create_pipeline_topics(&brokers, &prefix, 2).await;
+    let db = TestDatabase::named(&url, "test_jt808");
+    let _topics = TestTopics::pipeline(&brokers, &prefix, 2).await;
     let dir = scratch_dir("jt808-e2e");
     let mut ingest_config = ingest_config(&brokers, &prefix, write_key_file(&dir));
     let ingest = RunningIngest::start(ingest_config.clone()).await;
     ingest_config.grpc_addr = ingest.grpc_addr;
     let sink = RunningSink::start(sink_config(&brokers, &url, &prefix, &db.name)).await;
     eventually(Duration::from_secs(60), "the sink to be ready", || async {
-        sink.admin_get("/readyz").await.0 == 200
+        sink.admin_get("/readyz").await.status == 200
     })
     .await;
-    let query = query_service(&url, &db.name, &dir).await;
+    let query = RunningQuery::start(query_config(&url, &db.name, write_key_file(&dir))).await;
     let config = gateway_config(&ingest.endpoint(), &dir);
     let gateway = RunningJt808::start(config.clone()).await;
 
@@ -141,7 +135,7 @@ async fn terminals_report_through_the_gateway_into_clickhouse_and_the_query_api(
     );
 
     // The live view: each vehicle's newest report.
-    let live = query_json(query, "/v1/live/vehicles").await;
+    let live = query.table("/v1/live/vehicles", FULL_KEY).await;
     let columns: Vec<&str> = live["columns"]
         .as_array()
         .unwrap()
@@ -172,15 +166,16 @@ async fn terminals_report_through_the_gateway_into_clickhouse_and_the_query_api(
     assert_eq!(col(device, "device"), SHUTTLE);
 
     // The shuttle's track: its five positions in time order.
-    let track = query_json(
-        query,
-        &format!(
-            "/v1/vehicles/VS-N-1/track?from={}&to={}",
-            base - 600,
-            base + 600
-        ),
-    )
-    .await;
+    let track = query
+        .table(
+            &format!(
+                "/v1/vehicles/VS-N-1/track?from={}&to={}",
+                base - 600,
+                base + 600
+            ),
+            FULL_KEY,
+        )
+        .await;
     let points: Vec<(String, f64, f64, f64)> = track["rows"]
         .as_array()
         .unwrap()

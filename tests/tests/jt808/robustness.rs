@@ -30,7 +30,7 @@ async fn vehicle_records(brokers: &str, prefix: &str, expected: usize) -> usize 
 async fn garbage_strangers_and_early_messages_never_store_a_position() {
     let brokers = stack_brokers();
     let prefix = unique_prefix();
-    create_feed_topics(&brokers, &prefix, 1).await;
+    let _topics = TestTopics::feeds(&brokers, &prefix, 1).await;
     let dir = scratch_dir("jt808-robust");
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, write_key_file(&dir))).await;
     let mut config = gateway_config(&ingest.endpoint(), &dir);

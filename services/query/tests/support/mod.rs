@@ -13,19 +13,18 @@ pub mod pipeline;
 pub use pipeline::shared_database;
 
 use citybrain_proto::query::v1 as pb;
-use citybrain_query::config::{ClickHouseConfig, Limits, QueryConfig};
+use citybrain_query::config::{Limits, QueryConfig};
 use clickhouse::Client;
 use serde_json::Value as J;
 use std::{
-    net::SocketAddr,
     sync::LazyLock,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 // The query service reads the key file ingest reads: the same keys, so the
 // tenant that sent the events is the tenant that asks.
 pub use citybrain_tests::{FULL_KEY as KEY_A, OTHER_TENANT_KEY as KEY_B, TENANT as TENANT_A};
+pub use citybrain_tests::{RunningQuery as Service, TestDatabase, eventually, http::enc};
 
 /// 00:00:00 UTC on the Monday of the week that began 7 to 13 days ago:
 /// old enough that every bucket of the data set is closed and nothing is in
@@ -55,36 +54,11 @@ pub fn month_of_t0() -> String {
 }
 
 pub fn clickhouse_url() -> String {
-    std::env::var("CITYBRAIN_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:18123".into())
+    citybrain_tests::stack_clickhouse_url()
 }
 
 pub fn admin_client() -> Client {
-    Client::default()
-        .with_url(clickhouse_url())
-        .with_validation(false)
-}
-
-/// A fresh database with the schema applied; dropped by [`Db::drop`].
-pub struct Db {
-    pub name: String,
-    pub client: Client,
-}
-
-impl Db {
-    pub async fn fresh() -> Self {
-        let name = format!("qt_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let client = admin_client();
-        citybrain_schema::migrate(&client, &citybrain_schema::SchemaOptions::new(&name))
-            .await
-            .expect("migrate");
-        Self { name, client }
-    }
-
-    pub async fn drop(self) {
-        citybrain_schema::drop_database(&self.client, &self.name)
-            .await
-            .expect("drop database");
-    }
+    citybrain_tests::clickhouse::client(&clickhouse_url())
 }
 
 /// Limits small enough for the tests to reach.
@@ -101,199 +75,10 @@ pub fn test_limits() -> Limits {
 }
 
 pub fn config(url: &str, database: &str) -> QueryConfig {
-    QueryConfig {
-        grpc_addr: ([127, 0, 0, 1], 0).into(),
-        http_addr: ([127, 0, 0, 1], 0).into(),
-        admin_addr: ([127, 0, 0, 1], 0).into(),
-        api_keys_file: citybrain_tests::write_key_file(&citybrain_tests::scratch_dir("query")),
-        production: false,
-        log_json: false,
-        clickhouse: ClickHouseConfig::new(url, database),
-        limits: test_limits(),
-    }
-}
-
-pub struct Service {
-    pub grpc: SocketAddr,
-    pub http: SocketAddr,
-    pub admin: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), citybrain_query::ServeError>>,
-}
-
-impl Service {
-    pub async fn start(config: QueryConfig) -> Self {
-        let bind = || TcpListener::bind("127.0.0.1:0");
-        let (g, h, a) = (
-            bind().await.unwrap(),
-            bind().await.unwrap(),
-            bind().await.unwrap(),
-        );
-        let (grpc, http, admin) = (
-            g.local_addr().unwrap(),
-            h.local_addr().unwrap(),
-            a.local_addr().unwrap(),
-        );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(citybrain_query::serve(config, g, h, a, async {
-            let _ = stopped.await;
-        }));
-        Self {
-            grpc,
-            http,
-            admin,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    pub async fn get(&self, path: &str, key: Option<&str>) -> Reply {
-        http_get(self.http, path, key).await
-    }
-
-    /// GET that must answer 200 with a table; returns it.
-    pub async fn table(&self, path: &str, key: &str) -> J {
-        let reply = self.get(path, Some(key)).await;
-        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
-        serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", reply.body))
-    }
-
-    pub async fn grpc_client(
-        &self,
-    ) -> citybrain_proto::query::v1::query_service_client::QueryServiceClient<
-        tonic::transport::Channel,
-    > {
-        citybrain_proto::query::v1::query_service_client::QueryServiceClient::connect(format!(
-            "http://{}",
-            self.grpc
-        ))
-        .await
-        .expect("connect gRPC")
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
-            .await
-            .expect("service stops")
-            .expect("task")
-            .expect("serve ended cleanly");
-    }
-}
-
-pub struct Reply {
-    pub status: u16,
-    pub headers: String,
-    pub body: String,
-    /// False when a chunked body ended without its final chunk (aborted).
-    pub complete: bool,
-}
-
-/// HTTP/1.1 GET with `Connection: close`, decoding a chunked body.
-pub async fn http_get(addr: SocketAddr, path: &str, key: Option<&str>) -> Reply {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let key_line = key
-        .map(|k| format!("x-api-key: {k}\r\n"))
-        .unwrap_or_default();
-    stream
-        .write_all(
-            format!(
-                "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{key_line}\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-        }
-    }
-    // A connection closed before any answer: status 0, incomplete.
-    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Reply {
-            status: 0,
-            headers: String::new(),
-            body: String::new(),
-            complete: false,
-        };
-    };
-    let headers = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = headers
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let rest = &raw[split + 4..];
-    let (body, complete) = if headers
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        (rest.to_vec(), true)
-    };
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).to_string(),
-        complete,
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> (Vec<u8>, bool) {
-    let mut body = Vec::new();
-    loop {
-        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
-            return (body, false);
-        };
-        let size_text = String::from_utf8_lossy(&data[..eol]).to_string();
-        let Ok(size) = usize::from_str_radix(size_text.trim(), 16) else {
-            return (body, false);
-        };
-        data = &data[eol + 2..];
-        if size == 0 {
-            return (body, true);
-        }
-        if data.len() < size + 2 {
-            body.extend_from_slice(&data[..size.min(data.len())]);
-            return (body, false);
-        }
-        body.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-}
-
-/// Percent-encodes a query value.
-pub fn enc(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Polls `condition` every 50 ms until it holds or `timeout` passes.
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let keys = citybrain_tests::write_key_file(&citybrain_tests::scratch_dir("query"));
+    let mut config = citybrain_tests::query_config(url, database, keys);
+    config.limits = test_limits();
+    config
 }
 
 /// Rows of a table answer as objects keyed by column name.

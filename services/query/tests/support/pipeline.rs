@@ -6,7 +6,7 @@
 
 use super::{admin_client, dataset};
 use citybrain_tests::{
-    OTHER_TENANT_KEY, RunningIngest, RunningSink, create_pipeline_topics, eventually, ingest_all,
+    OTHER_TENANT_KEY, RunningIngest, RunningSink, TestTopics, eventually, ingest_all,
     ingest_config, scratch_dir, sink_config, stack_brokers, stack_clickhouse_url, unique_prefix,
     write_key_file,
 };
@@ -59,7 +59,8 @@ async fn load() -> String {
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let (brokers, url, prefix) = (stack_brokers(), stack_clickhouse_url(), unique_prefix());
-    create_pipeline_topics(&brokers, &prefix, 2).await;
+    // Removed once the data set is stored (the sink has stopped by then).
+    let _topics = TestTopics::pipeline(&brokers, &prefix, 2).await;
     let keys = write_key_file(&scratch_dir("query-ingest"));
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, keys)).await;
     // The sink creates the database (it migrates on start).
@@ -77,7 +78,7 @@ async fn load() -> String {
 
     let client = admin_client();
     for (kind, n) in &expected {
-        let table = citybrain_schema::raw_table(*kind);
+        let table = kind.raw_table();
         let sql = format!("SELECT count() FROM {database}.{table}");
         eventually(
             STORED_WITHIN,
@@ -97,7 +98,7 @@ async fn load() -> String {
     ingest.shutdown().await.expect("ingest stops cleanly");
     // Exactly once: nothing more arrived while waiting for the rest.
     for (kind, n) in &expected {
-        let table = citybrain_schema::raw_table(*kind);
+        let table = kind.raw_table();
         let rows: u64 = client
             .query(&format!("SELECT count() FROM {database}.{table}"))
             .fetch_one()

@@ -1,6 +1,6 @@
 use super::*;
-use citybrain_ingest::samples;
 use citybrain_proto::events::v1::{Event, IngestedEvent};
+use citybrain_samples as samples;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn lineage() -> Lineage {

@@ -30,7 +30,7 @@ mod version;
 pub use migrations::{MIGRATIONS, Migration};
 pub use version::ServerVersion;
 
-use citybrain_proto::feed::Kind;
+use citybrain_config::ClickHouseConfig;
 use clickhouse::Client;
 
 /// The table of applied migration versions.
@@ -38,9 +38,16 @@ pub const MIGRATIONS_TABLE: &str = "schema_migrations";
 /// The table of stored offsets per raw table and Kafka log.
 pub const LINEAGE_TABLE: &str = "sink_log_lineage";
 
-/// The raw table of a kind: `raw_<kind>`, e.g. `raw_connector_status`.
-pub fn raw_table(kind: Kind) -> String {
-    format!("raw_{}", kind.as_str())
+/// A client of the server `config` names (not bound to its database: the
+/// schema's SQL names it). Validation is off because 18.16 rejects the
+/// setting it sends (`describe_include_subcolumns`); the typed rows are
+/// checked against the tables by the schema tests instead.
+pub fn client(config: &ClickHouseConfig) -> Client {
+    Client::default()
+        .with_url(&config.url)
+        .with_user(&config.user)
+        .with_password(&config.password)
+        .with_validation(false)
 }
 
 /// What the schema is created with.

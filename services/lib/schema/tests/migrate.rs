@@ -7,8 +7,11 @@ use clickhouse::Client;
 
 fn client() -> Client {
     let url = std::env::var("CITYBRAIN_CLICKHOUSE_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:18123".into());
-    Client::default().with_url(url).with_validation(false)
+        .unwrap_or_else(|_| citybrain_config::ClickHouseConfig::DEFAULT_URL.into());
+    citybrain_schema::client(&citybrain_config::ClickHouseConfig::new(
+        url.as_str(),
+        "default",
+    ))
 }
 
 fn fresh_database() -> String {

@@ -5,7 +5,7 @@
 //! migration interrupted half-way simply runs again. A migration is never
 //! edited once released: changes are a new migration with a higher version.
 
-use crate::{SchemaOptions, ServerVersion, raw_table};
+use crate::{SchemaOptions, ServerVersion};
 use citybrain_proto::feed::Kind;
 
 /// One step of the schema.
@@ -138,7 +138,7 @@ fn per_raw_table(sql: &str, options: &SchemaOptions) -> Vec<String> {
             if statement.contains("{raw}") {
                 Kind::ALL
                     .iter()
-                    .map(|kind| statement.replace("{raw}", &raw_table(*kind)))
+                    .map(|kind| statement.replace("{raw}", kind.raw_table()))
                     .collect()
             } else {
                 vec![statement]
@@ -184,7 +184,7 @@ fn raw_ttl(options: &SchemaOptions) -> Vec<String> {
             format!(
                 "ALTER TABLE {}.{} MODIFY TTL observed_at + INTERVAL {} DAY",
                 options.database,
-                raw_table(*kind),
+                kind.raw_table(),
                 options.raw_retention_days
             )
         })
@@ -241,7 +241,7 @@ mod tests {
         let raw = MIGRATIONS[0].statements(&options()).join("\n");
         let lineage = MIGRATIONS[1].statements(&options()).join("\n");
         for kind in Kind::ALL {
-            let table = raw_table(kind);
+            let table = kind.raw_table();
             assert!(raw.contains(&format!("citybrain_x.{table} (")), "{table}");
             assert!(
                 lineage.contains(&format!("citybrain_x.{table}_lineage_mv")),
@@ -267,7 +267,7 @@ mod tests {
         let first_drop = position("DROP TABLE");
         assert!(last_new_view < first_drop, "{statements:#?}");
         for kind in Kind::ALL {
-            let table = raw_table(kind);
+            let table = kind.raw_table();
             position(&format!(
                 "ALTER TABLE citybrain_x.{table} ADD COLUMN kafka_cluster"
             ));

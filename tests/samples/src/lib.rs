@@ -1,13 +1,15 @@
 //! One valid example event of every kind, set in 潞城镇.
 //!
-//! Used by the unit and integration tests as a known-good baseline that each
-//! test bends in one place, and by anyone writing a client as a reference.
+//! The test kit's fixture: the unit and integration tests use it as a
+//! known-good baseline that each test bends in one place, and anyone writing
+//! a client can read it as a reference. It depends on the contract only, so
+//! the services' own unit tests can use it without the rest of the kit.
 
 use citybrain_proto::events::v1::{self as ev, Event, Location, event::Payload};
 use citybrain_proto::feed::Kind;
 use std::time::SystemTime;
 
-pub use crate::timestamp;
+pub use citybrain_proto::timestamp;
 
 /// Near 后北营家园, Lucheng.
 pub fn location() -> Location {

@@ -1,12 +1,14 @@
-//! What every citybrain service shares: structured logs, the Prometheus
+//! What every citybrain service runs on: structured logs, the Prometheus
 //! recorder, the admin HTTP port (`/metrics`, `/healthz`, `/readyz`),
-//! shutdown signals and typed configuration from the environment.
+//! readiness probes on a cadence, and shutdown signals. Configuration is
+//! `citybrain-config`'s.
 
 pub mod admin;
-pub mod env;
+pub mod probe;
 
 pub use admin::{Readiness, serve_admin};
 pub use metrics_exporter_prometheus::PrometheusHandle;
+pub use probe::{Probe, watch};
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use std::sync::OnceLock;

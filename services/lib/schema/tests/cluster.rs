@@ -14,7 +14,10 @@ const CLUSTER: &str = "citybrain";
 const REPLICA_URLS: [&str; 2] = ["http://127.0.0.1:38123", "http://127.0.0.1:38124"];
 
 fn start_cluster() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/local/cluster.sh");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../deploy/local/cluster.sh"
+    );
     let status = Command::new("bash")
         .args([script, "up"])
         .status()
@@ -23,7 +26,7 @@ fn start_cluster() {
 }
 
 fn client(url: &str) -> Client {
-    Client::default().with_url(url).with_validation(false)
+    citybrain_schema::client(&citybrain_config::ClickHouseConfig::new(url, "default"))
 }
 
 async fn number(client: &Client, sql: &str) -> u64 {
