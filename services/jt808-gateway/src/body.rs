@@ -143,6 +143,46 @@ pub fn location(body: &[u8]) -> Result<Location, WireError> {
     Ok(location)
 }
 
+/// The body of `location` as a terminal sends it (0x0200, or a 0x0704
+/// item): the basic block, then the add-ons it has (0x01, 0x30, 0x31).
+pub fn encode_location(location: &Location) -> Vec<u8> {
+    let mut b = Vec::with_capacity(28 + 12);
+    for word in [
+        location.alarm,
+        location.status,
+        location.latitude,
+        location.longitude,
+    ] {
+        b.extend_from_slice(&word.to_be_bytes());
+    }
+    for half in [location.altitude, location.speed, location.direction] {
+        b.extend_from_slice(&half.to_be_bytes());
+    }
+    b.extend_from_slice(&location.time);
+    if let Some(mileage) = location.mileage {
+        b.extend_from_slice(&[0x01, 4]);
+        b.extend_from_slice(&mileage.to_be_bytes());
+    }
+    if let Some(signal) = location.signal {
+        b.extend_from_slice(&[0x30, 1, signal]);
+    }
+    if let Some(satellites) = location.satellites {
+        b.extend_from_slice(&[0x31, 1, satellites]);
+    }
+    b
+}
+
+/// A 0x0704 body of `items` (each an encoded location), type `kind`.
+pub fn encode_batch(kind: u8, items: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = (items.len() as u16).to_be_bytes().to_vec();
+    b.push(kind);
+    for item in items {
+        b.extend_from_slice(&(item.len() as u16).to_be_bytes());
+        b.extend_from_slice(item);
+    }
+    b
+}
+
 /// 0x0704: count WORD, type BYTE (0 normal batch, 1 blind-area
 /// re-upload), then `count` items of (length WORD, location body). Each
 /// item is parsed on its own, so one bad item does not lose the others.

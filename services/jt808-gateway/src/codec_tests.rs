@@ -346,3 +346,18 @@ const SPLIT_0104_PACKET_2: &str = "\
     020101FFFFFFFF00000007012C0078FFFFFF320503023205030232050302320503023205030200FFFF0000FF\
     010537303231380000FF02144B352D50000000000000000000000000000000000000F373040BB80BB80000FF\
     0006FEEA4C0510BD1F7E";
+
+#[test]
+fn encoded_locations_read_back() {
+    let m = message(&hex(README_0200));
+    let mut loc = body::location(&m.body).unwrap();
+    loc.signal = Some(21);
+    loc.satellites = Some(9);
+    let encoded = body::encode_location(&loc);
+    assert_eq!(body::location(&encoded).unwrap(), loc);
+    // The basic block is the published one byte for byte.
+    assert_eq!(encoded[..28], m.body[..28]);
+    let batch = body::batch(&body::encode_batch(1, &[encoded.clone(), encoded])).unwrap();
+    assert_eq!((batch.kind, batch.items.len()), (1, 2));
+    assert_eq!(batch.items[1].as_ref().unwrap(), &loc);
+}

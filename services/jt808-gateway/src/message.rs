@@ -221,7 +221,8 @@ pub enum RegisterResult {
 }
 
 /// Builds messages to one terminal, in the header form it uses, with the
-/// platform's own serial numbers.
+/// platform's own serial numbers (or, [`Replier::for_terminal`], a
+/// terminal's own messages).
 #[derive(Debug, Clone)]
 pub struct Replier {
     version: Version,
@@ -234,6 +235,17 @@ impl Replier {
         Self {
             version: header.version,
             terminal: header.terminal.bcd.clone(),
+            next_serial: 0,
+        }
+    }
+
+    /// Messages in the header form of terminal `number` (decimal digits):
+    /// what a terminal itself writes (the simulator's terminals and the
+    /// benchmark's load use this; the tests' terminal has its own code).
+    pub fn for_terminal(number: &str, version: Version) -> Self {
+        Self {
+            version,
+            terminal: wire::bcd_encode(number, version.terminal_len()),
             next_serial: 0,
         }
     }

@@ -171,6 +171,11 @@ impl Registry {
         self.by_number.get(key(number))
     }
 
+    /// Every registered vehicle.
+    pub fn vehicles(&self) -> impl Iterator<Item = &Arc<Vehicle>> {
+        self.by_number.values()
+    }
+
     /// Every tenant with a terminal.
     pub fn tenants(&self) -> BTreeSet<&str> {
         self.by_number.values().map(|v| v.tenant.as_str()).collect()

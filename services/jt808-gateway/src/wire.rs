@@ -103,6 +103,11 @@ pub fn gbk(bytes: &[u8]) -> String {
         .to_string()
 }
 
+/// `text` in GBK (characters GBK lacks become `&#…;`, as encoding_rs does).
+pub fn gbk_encode(text: &str) -> Vec<u8> {
+    encoding_rs::GBK.encode(text).0.into_owned()
+}
+
 /// Lower-case hex of `bytes`, for logs and ids.
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -163,5 +168,6 @@ mod tests {
         // "京" is BE A9 in GBK.
         assert_eq!(gbk(&[0xbe, 0xa9, b'A', b' ']), "京A");
         assert_eq!(gbk(&[0xff, b'x']), "\u{fffd}x");
+        assert_eq!(gbk_encode("京A"), [0xbe, 0xa9, b'A']);
     }
 }
