@@ -9,5 +9,7 @@ mod harness;
 mod pipeline;
 #[path = "jt808/robustness.rs"]
 mod robustness;
+#[path = "jt808/simulator.rs"]
+mod simulator;
 #[path = "jt808/terminal.rs"]
 mod terminal;
