@@ -552,13 +552,27 @@ pub fn write(dir: &std::path::Path, result: &Jt808Result) -> anyhow::Result<()> 
     let existing = std::fs::read_to_string(&md).unwrap_or_else(|_| "# Benchmarks\n".into());
     std::fs::write(&md, splice(&existing, &result.markdown()))?;
     let json = dir.join("BENCHMARKS.json");
-    let mut value: serde_json::Value = std::fs::read_to_string(&json)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_else(|| serde_json::json!({}));
-    value["jt808"] = serde_json::to_value(result)?;
-    std::fs::write(&json, serde_json::to_string_pretty(&value)? + "\n")?;
+    let existing = std::fs::read_to_string(&json).unwrap_or_else(|_| "{}".into());
+    let text = with_key(&existing, &serde_json::to_string_pretty(result)?);
+    serde_json::from_str::<serde_json::Value>(&text)
+        .context("BENCHMARKS.json would not be JSON")?;
+    std::fs::write(&json, text)?;
     Ok(())
+}
+
+/// The JSON object `existing` with its last key `jt808` set to `value`,
+/// everything else as it was written (the main run's field order).
+fn with_key(existing: &str, value: &str) -> String {
+    let head = match existing.find("\n  \"jt808\": ") {
+        Some(at) => existing[..at].trim_end().trim_end_matches(','),
+        None => existing.trim_end().trim_end_matches('}').trim_end(),
+    };
+    let value = value.replace('\n', "\n  ");
+    if head.trim() == "{" {
+        format!("{{\n  \"jt808\": {value}\n}}\n")
+    } else {
+        format!("{head},\n  \"jt808\": {value}\n}}\n")
+    }
 }
 
 /// `existing` with its JT/T 808 section replaced by `section` (appended
@@ -593,5 +607,13 @@ mod tests {
         assert!(again.ends_with("\n## later\n"), "{again}");
         assert_eq!(thousands(1_234_567.0), "1,234,567");
         assert!(registry_text(2).contains("number = \"13902000001\""));
+        let first = with_key("{\n  \"b\": 1,\n  \"a\": 2\n}\n", "{\n  \"x\": 1\n}");
+        assert_eq!(
+            first,
+            "{\n  \"b\": 1,\n  \"a\": 2,\n  \"jt808\": {\n    \"x\": 1\n  }\n}\n"
+        );
+        let again = with_key(&first, "{\n  \"x\": 2\n}");
+        assert_eq!(again, first.replace("\"x\": 1", "\"x\": 2"));
+        assert_eq!(with_key("{}", "3"), "{\n  \"jt808\": 3\n}\n");
     }
 }
