@@ -52,6 +52,7 @@ pub(crate) async fn run(
             counted: None,
         };
         let mut bad_in_a_row = 0;
+        let mut named = false;
         let reason = loop {
             let next = tokio::select! {
                 biased;
@@ -84,8 +85,11 @@ pub(crate) async fn run(
                 }
             };
             bad_in_a_row = 0;
-            if connection.counted.is_none() {
+            if !named {
+                // The first valid header names the connection's terminal in
+                // every later log line.
                 tracing::Span::current().record("terminal", message.header.terminal.digits());
+                named = true;
             }
             let actions = connection
                 .session
