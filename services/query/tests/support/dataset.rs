@@ -218,7 +218,9 @@ pub const REQUESTS_A: &[Transition] = &[
 ];
 pub const REQUESTS_B: &[Transition] = &[
     ("r1", "roads", "v1", "road", 0, "created", Some(60)),
-    ("r7", "roads", "v1", "road", 100, "created", Some(60)),
+    // Due an hour after it was created (ingest refuses a request created
+    // after its deadline).
+    ("r7", "roads", "v1", "road", 100, "created", Some(3_700)),
 ];
 
 /// The waste classes a check-in grades, in the order of its results (a
