@@ -15,13 +15,25 @@ say "1/4 installing what is missing (the broker build takes ~15 min once)"
 bash "$here/install.sh"
 say "2/4 starting the stack"
 bash "$here/stack.sh" up
-say "3/4 building the services (release)"
-cargo build --release --locked --bins
+if [ -n "$CITYBRAIN_BIN_DIR" ]; then
+  bin_dir="$CITYBRAIN_BIN_DIR"
+  say "3/4 using the services built in $bin_dir"
+else
+  bin_dir="$CITYBRAIN_ROOT/target/release"
+  say "3/4 building the services (release)"
+  cargo build --release --locked --bins
+fi
 
 logs="$STACK_DIR/logs"
 mkdir -p "$logs"
 export CITYBRAIN_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export CITYBRAIN_CLICKHOUSE_URL="http://127.0.0.1:$CLICKHOUSE_HTTP_PORT"
+export CITYBRAIN_INGEST_GRPC_ADDR CITYBRAIN_INGEST_ADMIN_ADDR CITYBRAIN_SINK_ADMIN_ADDR \
+  CITYBRAIN_QUERY_HTTP_ADDR CITYBRAIN_QUERY_GRPC_ADDR CITYBRAIN_QUERY_ADMIN_ADDR \
+  CITYBRAIN_JT808_ADDR CITYBRAIN_JT808_ADMIN_ADDR
+export CITYBRAIN_JT808_INGEST_URL="http://$CITYBRAIN_INGEST_GRPC_ADDR"
+export CITYBRAIN_SIMULATOR_INGEST_URL="http://$CITYBRAIN_INGEST_GRPC_ADDR"
+port_of() { printf '%s' "${1##*:}"; }
 export CITYBRAIN_INGEST_API_KEYS="$here/dev-api-keys.toml"
 export CITYBRAIN_QUERY_API_KEYS="$here/dev-api-keys.toml"
 # The jt808 gateway sends the vehicles of its registry with their tenant's
@@ -48,13 +60,19 @@ stop_service() {
 # The sink's lag summed over its partitions (librdkafka's statistics, every
 # few seconds), or nothing if it does not answer.
 sink_lag() {
-  curl -fsS "http://127.0.0.1:9102/metrics" 2>/dev/null \
+  curl -fsS "http://$CITYBRAIN_SINK_ADMIN_ADDR/metrics" 2>/dev/null \
     | awk '/^citybrain_sink_consumer_lag_messages/ { lag += $NF; seen = 1 } END { if (seen) print lag + 0 }'
 }
 stop_everything() {
   trap - INT TERM EXIT
   set +e  # stop as much as possible, whatever fails
-  echo >&2
+  # Ctrl-C reaches a `| tee` (or `|& tee`) as well, and it dies first: with
+  # SIGPIPE at its default, the next message would kill this script (and
+  # stack.sh below it) half-way, leaving services and the stack running.
+  # Ignored, a write to the closed pipe only fails; the same goes for every
+  # command started from here (lib.sh's messages never fail a script).
+  trap '' PIPE
+  echo >&2 2>/dev/null
   say "stopping: simulator, jt808 gateway, then ingest (flushes to Kafka)"
   stop_service citybrain-simulator
   stop_service citybrain-jt808-gateway
@@ -84,7 +102,7 @@ trap stop_everything EXIT
 # only this script, which then stops them in order.
 start_service() {
   local name="$1"; shift
-  setsid env ${SERVICE_ENV:-} "target/release/$name" "$@" >>"$logs/$name.log" 2>&1 </dev/null &
+  setsid env ${SERVICE_ENV:-} "$bin_dir/$name" "$@" >>"$logs/$name.log" 2>&1 </dev/null &
   pid_of[$name]=$!
   say "started $name (log: $logs/$name.log)"
 }
@@ -102,10 +120,10 @@ if [ "$BROKER_STORAGE" = sqlite ]; then
 fi
 SERVICE_ENV="$sink_env" start_service citybrain-sink
 start_service citybrain-query
-wait_for ingest 30 port_open 50051 || die "ingest did not start; see $logs/citybrain-ingest.log"
-wait_for query 30 port_open 8080 || die "query did not start; see $logs/citybrain-query.log"
-wait_for jt808-gateway 30 port_open 6808 || die "the jt808 gateway did not start; see $logs/citybrain-jt808-gateway.log"
-wait_for sink 60 curl -fsS http://127.0.0.1:9102/readyz || die "sink not ready; see $logs/citybrain-sink.log"
+wait_for ingest 30 port_open "$(port_of "$CITYBRAIN_INGEST_GRPC_ADDR")" || die "ingest did not start; see $logs/citybrain-ingest.log"
+wait_for query 30 port_open "$(port_of "$CITYBRAIN_QUERY_HTTP_ADDR")" || die "query did not start; see $logs/citybrain-query.log"
+wait_for jt808-gateway 30 port_open "$(port_of "$CITYBRAIN_JT808_ADDR")" || die "the jt808 gateway did not start; see $logs/citybrain-jt808-gateway.log"
+wait_for sink 60 curl -fsS "http://$CITYBRAIN_SINK_ADMIN_ADDR/readyz" || die "sink not ready; see $logs/citybrain-sink.log"
 
 # Resume: what ClickHouse holds of the simulated town was sent by an earlier
 # run (in time order, and the sink drained before it stopped); send only what
@@ -129,10 +147,10 @@ fi
 cat <<INFO
 
 citybrain is running.
-  ingest (gRPC)     127.0.0.1:50051   development API key: cb_dev_lucheng_simulator_key_0001
-  query (HTTP)      http://127.0.0.1:8080   (OpenAPI: /openapi.json; gRPC on 127.0.0.1:50052)
-  jt808 (TCP)       127.0.0.1:6808    JT/T 808 vehicle terminals (registry: deploy/local/jt808-terminals.toml)
-  metrics           ingest http://127.0.0.1:9101/metrics, sink :9102, query :9103, jt808 :9105
+  ingest (gRPC)     $CITYBRAIN_INGEST_GRPC_ADDR   development API key: cb_dev_lucheng_simulator_key_0001
+  query (HTTP)      http://$CITYBRAIN_QUERY_HTTP_ADDR   (OpenAPI: /openapi.json; gRPC on $CITYBRAIN_QUERY_GRPC_ADDR)
+  jt808 (TCP)       $CITYBRAIN_JT808_ADDR   JT/T 808 vehicle terminals (registry: deploy/local/jt808-terminals.toml)
+  metrics           ingest http://$CITYBRAIN_INGEST_ADMIN_ADDR/metrics, sink http://$CITYBRAIN_SINK_ADMIN_ADDR/metrics, query http://$CITYBRAIN_QUERY_ADMIN_ADDR/metrics, jt808 http://$CITYBRAIN_JT808_ADMIN_ADDR/metrics
   broker            127.0.0.1:$KAFKA_PORT
   ClickHouse        http://127.0.0.1:$CLICKHOUSE_HTTP_PORT  (database citybrain)
   dashboards        dashboards/README.md says how to load them into Grafana
@@ -140,16 +158,16 @@ citybrain is running.
 
 Try (the key is the development key):
   curl -s -H 'x-api-key: cb_dev_lucheng_simulator_key_0001' \
-    'http://127.0.0.1:8080/v1/live/connectors?status=charging'
+    'http://$CITYBRAIN_QUERY_HTTP_ADDR/v1/live/connectors?status=charging'
   curl -s -H 'x-api-key: cb_dev_lucheng_simulator_key_0001' \
-    "http://127.0.0.1:8080/v1/aggregates/charging_energy?from=\$(date -u -d '3 days ago' +%F)&to=\$(date -u -d tomorrow +%F)&bucket=day"
+    "http://$CITYBRAIN_QUERY_HTTP_ADDR/v1/aggregates/charging_energy?from=\$(date -u -d '3 days ago' +%F)&to=\$(date -u -d tomorrow +%F)&bucket=day"
 
 $history_note
 Ctrl-C stops everything (nothing acknowledged is lost).
 INFO
 
 start_service citybrain-simulator run --days "$SIMULATOR_DAYS" "${resume_args[@]}" \
-  --vehicles-via-jt808 127.0.0.1:6808 --jt808-terminals "$here/jt808-terminals.toml"
+  --vehicles-via-jt808 "$CITYBRAIN_JT808_ADDR" --jt808-terminals "$here/jt808-terminals.toml"
 # Show the backfill's progress here while the services keep logging to files.
 tail -n 0 -F "$logs/citybrain-simulator.log" &
 pids+=($!)
