@@ -13,6 +13,7 @@
 pub mod freshness;
 pub mod ingest;
 pub mod jt808;
+pub mod jt808_report;
 pub mod procs;
 pub mod profile;
 pub mod query;
@@ -425,7 +426,7 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
         "phase 6: the jt808 gateway"
     );
     let terminals = jt808::run(&options, &options.jt808).await?;
-    jt808::write(&options.out_dir, &terminals)?;
+    jt808_report::write(&options.out_dir, &terminals)?;
     Ok(results)
 }
 

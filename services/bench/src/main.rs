@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     // `citybrain-bench jt808`: only the gateway's benchmark, into its section.
     if std::env::args().nth(1).as_deref() == Some("jt808") {
         let result = citybrain_bench::jt808::run(&options, &options.jt808).await?;
-        citybrain_bench::jt808::write(&options.out_dir, &result)?;
+        citybrain_bench::jt808_report::write(&options.out_dir, &result)?;
         tracing::info!(
             terminals = result.terminals,
             gateway_cores = result
