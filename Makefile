@@ -13,7 +13,7 @@ TEST_ENV := STACK_DIR=$(CURDIR)/.stack/test KAFKA_PORT=29092 BROKER_STORAGE=memo
             CLICKHOUSE_HTTP_PORT=28123 CLICKHOUSE_TCP_PORT=29000
 export CITYBRAIN_CACHE ?= $(HOME)/.cache/citybrain
 
-.PHONY: run test test-cluster deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench chdb
+.PHONY: run test test-cluster deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench bench-jt808 chdb
 
 ## Install what is missing, start the stack and the services, feed them.
 run:
@@ -63,6 +63,10 @@ unit:
 ## Benchmarks against the machine's limits: writes BENCHMARKS.md and BENCHMARKS.json.
 bench:
 	@bash services/bench/bench.sh
+
+## Only the JT/T 808 gateway under 1,000 terminals: its section of BENCHMARKS.md.
+bench-jt808:
+	@bash services/bench/bench.sh jt808
 
 install:
 	@bash deploy/local/install.sh

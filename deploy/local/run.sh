@@ -2,7 +2,8 @@
 # `make run`: install what is missing, start the stack and the services, feed
 # them a simulated town (a few days of history, then live) and keep running
 # until Ctrl-C, which stops everything in an order that loses nothing: the
-# simulator, then ingest (it flushes to Kafka), then the sink once it has
+# simulator, then the jt808 gateway (it answers the reports in hand), then
+# ingest (it flushes to Kafka), then the sink once it has
 # stored everything in Kafka, then query and the stack. ClickHouse keeps the
 # history, so running it again only sends what is newer than what it holds.
 set -euo pipefail
@@ -28,11 +29,18 @@ mkdir -p "$logs"
 export CITYBRAIN_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export CITYBRAIN_CLICKHOUSE_URL="http://127.0.0.1:$CLICKHOUSE_HTTP_PORT"
 export CITYBRAIN_INGEST_GRPC_ADDR CITYBRAIN_INGEST_ADMIN_ADDR CITYBRAIN_SINK_ADMIN_ADDR \
-  CITYBRAIN_QUERY_HTTP_ADDR CITYBRAIN_QUERY_GRPC_ADDR CITYBRAIN_QUERY_ADMIN_ADDR
+  CITYBRAIN_QUERY_HTTP_ADDR CITYBRAIN_QUERY_GRPC_ADDR CITYBRAIN_QUERY_ADMIN_ADDR \
+  CITYBRAIN_JT808_ADDR CITYBRAIN_JT808_ADMIN_ADDR
+export CITYBRAIN_JT808_INGEST_URL="http://$CITYBRAIN_INGEST_GRPC_ADDR"
 export CITYBRAIN_SIMULATOR_INGEST_URL="http://$CITYBRAIN_INGEST_GRPC_ADDR"
 port_of() { printf '%s' "${1##*:}"; }
 export CITYBRAIN_INGEST_API_KEYS="$here/dev-api-keys.toml"
 export CITYBRAIN_QUERY_API_KEYS="$here/dev-api-keys.toml"
+# The jt808 gateway sends the vehicles of its registry with their tenant's
+# key; it keeps the terminals' authentication codes under .stack/.
+export CITYBRAIN_JT808_API_KEYS="${CITYBRAIN_JT808_API_KEYS:-lucheng=cb_dev_lucheng_simulator_key_0001}"
+export CITYBRAIN_JT808_TERMINALS="$here/jt808-terminals.toml"
+export CITYBRAIN_JT808_STATE_DIR="$STACK_DIR/jt808"
 # Tansu 0.6.0 cannot bump an idempotent producer's epoch (librdkafka does so
 # after a delivery timeout) and stops serving when asked to; the sink stores
 # each event id once, so a producer retry's duplicate is harmless here.
@@ -65,8 +73,9 @@ stop_everything() {
   # command started from here (lib.sh's messages never fail a script).
   trap '' PIPE
   echo >&2 2>/dev/null
-  say "stopping: simulator, then ingest (flushes to Kafka)"
+  say "stopping: simulator, jt808 gateway, then ingest (flushes to Kafka)"
   stop_service citybrain-simulator
+  stop_service citybrain-jt808-gateway
   stop_service citybrain-ingest
   if [ -n "${pid_of[citybrain-sink]:-}" ]; then
     say "waiting for the sink to store what Kafka still holds"
@@ -100,6 +109,7 @@ start_service() {
 
 say "4/4 starting the services"
 start_service citybrain-ingest
+start_service citybrain-jt808-gateway
 # On Tansu's sqlite storage, a consumer that fetches as eagerly as librdkafka
 # does by default starves producers: a backfill ran at ~310 events/s with
 # delivery timeouts, and at ~2,300 events/s once the sink waits for up to 1 MiB
@@ -112,6 +122,7 @@ SERVICE_ENV="$sink_env" start_service citybrain-sink
 start_service citybrain-query
 wait_for ingest 30 port_open "$(port_of "$CITYBRAIN_INGEST_GRPC_ADDR")" || die "ingest did not start; see $logs/citybrain-ingest.log"
 wait_for query 30 port_open "$(port_of "$CITYBRAIN_QUERY_HTTP_ADDR")" || die "query did not start; see $logs/citybrain-query.log"
+wait_for jt808-gateway 30 port_open "$(port_of "$CITYBRAIN_JT808_ADDR")" || die "the jt808 gateway did not start; see $logs/citybrain-jt808-gateway.log"
 wait_for sink 60 curl -fsS "http://$CITYBRAIN_SINK_ADMIN_ADDR/readyz" || die "sink not ready; see $logs/citybrain-sink.log"
 
 # Resume: what ClickHouse holds of the simulated town was sent by an earlier
@@ -138,7 +149,8 @@ cat <<INFO
 citybrain is running.
   ingest (gRPC)     $CITYBRAIN_INGEST_GRPC_ADDR   development API key: cb_dev_lucheng_simulator_key_0001
   query (HTTP)      http://$CITYBRAIN_QUERY_HTTP_ADDR   (OpenAPI: /openapi.json; gRPC on $CITYBRAIN_QUERY_GRPC_ADDR)
-  metrics           ingest http://$CITYBRAIN_INGEST_ADMIN_ADDR/metrics, sink http://$CITYBRAIN_SINK_ADMIN_ADDR/metrics, query http://$CITYBRAIN_QUERY_ADMIN_ADDR/metrics
+  jt808 (TCP)       $CITYBRAIN_JT808_ADDR   JT/T 808 vehicle terminals (registry: deploy/local/jt808-terminals.toml)
+  metrics           ingest http://$CITYBRAIN_INGEST_ADMIN_ADDR/metrics, sink http://$CITYBRAIN_SINK_ADMIN_ADDR/metrics, query http://$CITYBRAIN_QUERY_ADMIN_ADDR/metrics, jt808 http://$CITYBRAIN_JT808_ADMIN_ADDR/metrics
   broker            127.0.0.1:$KAFKA_PORT
   ClickHouse        http://127.0.0.1:$CLICKHOUSE_HTTP_PORT  (database citybrain)
   dashboards        dashboards/README.md says how to load them into Grafana
@@ -154,7 +166,8 @@ $history_note
 Ctrl-C stops everything (nothing acknowledged is lost).
 INFO
 
-start_service citybrain-simulator run --days "$SIMULATOR_DAYS" "${resume_args[@]}"
+start_service citybrain-simulator run --days "$SIMULATOR_DAYS" "${resume_args[@]}" \
+  --vehicles-via-jt808 "$CITYBRAIN_JT808_ADDR" --jt808-terminals "$here/jt808-terminals.toml"
 # Show the backfill's progress here while the services keep logging to files.
 tail -n 0 -F "$logs/citybrain-simulator.log" &
 pids+=($!)

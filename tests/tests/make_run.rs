@@ -27,6 +27,8 @@ fn private_ports() -> Vec<(&'static str, u16)> {
         "CITYBRAIN_QUERY_HTTP_ADDR",
         "CITYBRAIN_QUERY_GRPC_ADDR",
         "CITYBRAIN_QUERY_ADMIN_ADDR",
+        "CITYBRAIN_JT808_ADDR",
+        "CITYBRAIN_JT808_ADMIN_ADDR",
     ]
     .into_iter()
     .map(|name| (name, free_port()))
@@ -106,7 +108,12 @@ async fn ctrl_c_through_a_tee_stops_every_service_and_the_stack() {
         .parent()
         .expect("binaries' directory")
         .to_path_buf();
-    for name in ["citybrain-sink", "citybrain-query", "citybrain-simulator"] {
+    for name in [
+        "citybrain-sink",
+        "citybrain-query",
+        "citybrain-simulator",
+        "citybrain-jt808-gateway",
+    ] {
         binary(name);
     }
 

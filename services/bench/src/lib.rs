@@ -6,10 +6,14 @@
 //! 5. the planners' aggregates over the loaded history;
 //! 3. freshness at a steady offered load (after 5, so the live load does
 //!    not pile a minute of extra rows onto the history being queried);
-//! 4. each service's peak RSS over all of it.
+//! 4. each service's peak RSS over all of it;
+//! 6. the JT/T 808 gateway under 1,000 terminals ([`jt808`]), on a broker
+//!    and ingest of its own.
 
 pub mod freshness;
 pub mod ingest;
+pub mod jt808;
+pub mod jt808_report;
 pub mod procs;
 pub mod profile;
 pub mod query;
@@ -51,6 +55,7 @@ pub struct Options {
     pub query_samples: usize,
     /// Profile ingest and the sink with `perf` (when it works here).
     pub perf: bool,
+    pub jt808: jt808::Jt808Options,
 }
 
 const INGEST_PREFIX: &str = "bi.";
@@ -416,6 +421,12 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
         serde_json::to_string_pretty(&results)? + "\n",
     )?;
     std::fs::write(options.out_dir.join("BENCHMARKS.md"), results.markdown())?;
+    tracing::info!(
+        terminals = options.jt808.terminals,
+        "phase 6: the jt808 gateway"
+    );
+    let terminals = jt808::run(&options, &options.jt808).await?;
+    jt808_report::write(&options.out_dir, &terminals)?;
     Ok(results)
 }
 

@@ -35,6 +35,14 @@ flags (environment variable in brackets):
   --send-after T      events at or before T (Unix seconds) were sent by an earlier
                       run: generate them (the town's state needs them), send only
                       later ones [CITYBRAIN_SIMULATOR_SEND_AFTER] (send all)
+  --vehicles-via-jt808 HOST:PORT
+                      once live, the vehicles of --jt808-terminals report as JT/T 808
+                      terminals to the jt808 gateway at HOST:PORT instead of through
+                      ingest [CITYBRAIN_SIMULATOR_VEHICLES_VIA_JT808] (off)
+  --jt808-terminals FILE
+                      the gateway's terminal registry: which vehicles, which
+                      terminal numbers and plates [CITYBRAIN_SIMULATOR_JT808_TERMINALS]
+                      (deploy/local/jt808-terminals.toml)
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +80,11 @@ pub struct SimulatorConfig {
     /// Unix seconds up to which an earlier run sent the town's events
     /// (`make run` resumes from what ClickHouse holds).
     pub send_after: Option<i64>,
+    /// The jt808 gateway (`host:port`) that the registry's vehicles report
+    /// to once the simulator runs live.
+    pub vehicles_via_jt808: Option<String>,
+    /// The terminal registry shared with the gateway.
+    pub jt808_terminals: std::path::PathBuf,
 }
 
 /// Why the settings could not be used.
@@ -108,6 +121,8 @@ impl SimulatorConfig {
             log_json: false,
             drain_timeout: Duration::from_secs(15),
             send_after: None,
+            vehicles_via_jt808: None,
+            jt808_terminals: "deploy/local/jt808-terminals.toml".into(),
         }
     }
 
@@ -147,6 +162,13 @@ impl SimulatorConfig {
                 "" => None,
                 text => Some(parse("send-after", text.to_string())?),
             },
+            vehicles_via_jt808: env.optional("CITYBRAIN_SIMULATOR_VEHICLES_VIA_JT808"),
+            jt808_terminals: env
+                .string_or(
+                    "CITYBRAIN_SIMULATOR_JT808_TERMINALS",
+                    &defaults.jt808_terminals.to_string_lossy(),
+                )
+                .into(),
             ..defaults
         };
         while let Some(flag) = args.next() {
@@ -166,6 +188,10 @@ impl SimulatorConfig {
                 "--send-after" => {
                     config.send_after = Some(parse("send-after", value("send-after")?)?);
                 }
+                "--vehicles-via-jt808" => {
+                    config.vehicles_via_jt808 = Some(value("vehicles-via-jt808")?);
+                }
+                "--jt808-terminals" => config.jt808_terminals = value("jt808-terminals")?.into(),
                 "-h" | "--help" => return Err(ConfigFault::Help),
                 other => return Err(ConfigFault::Usage(format!("unknown flag {other:?}"))),
             }
@@ -216,6 +242,13 @@ impl SimulatorConfig {
         if self.api_key.trim().is_empty() {
             return invalid("api-key", String::new(), "an API key is required");
         }
+        if let Some(addr) = &self.vehicles_via_jt808
+            && addr
+                .rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            return invalid("vehicles-via-jt808", addr.clone(), "expected HOST:PORT");
+        }
         Ok(())
     }
 }
@@ -255,6 +288,13 @@ mod tests {
         assert_eq!(config.batch_size, 200);
         assert!(!config.progress);
         assert_eq!(config.api_key, DEV_API_KEY);
+        let jt808 = SimulatorConfig::from_args(args(
+            "run --vehicles-via-jt808 127.0.0.1:6808 --jt808-terminals t.toml",
+        ))
+        .unwrap();
+        assert_eq!(jt808.vehicles_via_jt808.as_deref(), Some("127.0.0.1:6808"));
+        assert_eq!(jt808.jt808_terminals, std::path::PathBuf::from("t.toml"));
+        assert!(SimulatorConfig::from_args(args("run --vehicles-via-jt808 gateway")).is_err());
         let resumed = SimulatorConfig::from_args(args("run --send-after 1780000000")).unwrap();
         assert_eq!(resumed.send_after, Some(1_780_000_000));
         assert!(SimulatorConfig::from_args(args("run --send-after soon")).is_err());

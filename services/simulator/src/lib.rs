@@ -6,12 +6,15 @@
 //!   a pure function of (seed, origin, scale).
 //! - [`client::IngestClient`]: batches, retries and backoff against ingest.
 //! - [`driver::run`]: live, backfill, or both, with a progress bar.
+//! - [`jt808::Fleet`]: vehicles that report as JT/T 808 terminals to the
+//!   jt808 gateway once live (`--vehicles-via-jt808`).
 
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod geo;
+pub mod jt808;
 pub mod model;
 pub mod progress;
 pub mod rng;
