@@ -13,7 +13,7 @@ TEST_ENV := STACK_DIR=$(CURDIR)/.stack/test KAFKA_PORT=29092 BROKER_STORAGE=memo
             CLICKHOUSE_HTTP_PORT=28123 CLICKHOUSE_TCP_PORT=29000
 export CITYBRAIN_CACHE ?= $(HOME)/.cache/citybrain
 
-.PHONY: run test test-cluster deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench bench-ocpp chdb ocpp
+.PHONY: run test test-cluster deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench bench-jt808 bench-ocpp chdb ocpp
 
 ## Install what is missing, start the stack and the services, feed them.
 run:
@@ -23,6 +23,7 @@ run:
 ## end-to-end suites against a real broker and ClickHouse started here.
 test: lint deploy-check chdb ocpp
 	@$(TEST_ENV) bash $(STACK) up
+	cargo build --workspace --bins --locked
 	$(TEST_ENV) CITYBRAIN_KAFKA_BROKERS=127.0.0.1:29092 \
 	  CITYBRAIN_CLICKHOUSE_URL=http://127.0.0.1:28123 \
 	  CITYBRAIN_CHDB_PYTHON="$$(bash tests/chdb/install.sh)" \
@@ -69,6 +70,10 @@ unit:
 ## Benchmarks against the machine's limits: writes BENCHMARKS.md and BENCHMARKS.json.
 bench:
 	@bash services/bench/bench.sh
+
+## Only the JT/T 808 gateway under 1,000 terminals: its section of BENCHMARKS.md.
+bench-jt808:
+	@bash services/bench/bench.sh jt808
 
 ## The OCPP gateway with 500 real chargers at once (its CPU and memory, as
 ## release binaries): a section of BENCHMARKS.md of its own, which `make

@@ -23,9 +23,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("citybrain_descriptor.bin"),
         descriptors.encode_to_vec(),
     )?;
+    // Messages and servers; the servers answer an undecodable request as the
+    // client's error (src/codec.rs).
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .codec_path("crate::codec::RequestCodec")
+        .compile_fds(descriptors.clone())?;
+    // Clients, with prost's own codec, into `clients/`: every message is the
+    // one generated above.
+    let clients = out_dir.join("clients");
+    std::fs::create_dir_all(&clients)?;
     tonic_prost_build::configure()
         .build_client(true)
-        .build_server(true)
+        .build_server(false)
+        .extern_path(".citybrain", "crate")
+        .out_dir(clients)
         .compile_fds(descriptors)?;
     Ok(())
 }

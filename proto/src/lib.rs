@@ -5,6 +5,7 @@
 //! ingest gRPC client and server from them, and names the Kafka topics each
 //! payload kind travels on ([`feed`]).
 
+pub mod codec;
 pub mod feed;
 pub mod record;
 pub mod time;
@@ -22,6 +23,7 @@ pub mod events {
 pub mod ingest {
     pub mod v1 {
         tonic::include_proto!("citybrain.ingest.v1");
+        include!(concat!(env!("OUT_DIR"), "/clients/citybrain.ingest.v1.rs"));
     }
 }
 
@@ -29,6 +31,7 @@ pub mod ingest {
 pub mod query {
     pub mod v1 {
         tonic::include_proto!("citybrain.query.v1");
+        include!(concat!(env!("OUT_DIR"), "/clients/citybrain.query.v1.rs"));
     }
 }
 

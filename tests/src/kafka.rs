@@ -182,3 +182,28 @@ pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
+
+/// The events stored on the feed topics under `prefix`, as ingest wrote
+/// them: reads until `expected` arrived (then `settle` more for any extra).
+pub fn stored_events(
+    brokers: &str,
+    prefix: &str,
+    expected: usize,
+    settle: Duration,
+) -> Vec<citybrain_proto::events::v1::IngestedEvent> {
+    use prost::Message as _;
+    use rdkafka::Message as _;
+    read_topics(
+        brokers,
+        &feed_topics(prefix),
+        expected,
+        Duration::from_secs(30),
+        settle,
+    )
+    .iter()
+    .map(|message| {
+        citybrain_proto::events::v1::IngestedEvent::decode(message.payload().expect("payload"))
+            .expect("a stored record decodes")
+    })
+    .collect()
+}

@@ -24,10 +24,11 @@ pub mod services;
 pub use citybrain_proto::feed::{Feed, Kind};
 pub use citybrain_samples as samples;
 pub use clickhouse::TestDatabase;
-pub use kafka::{TestTopics, header, read_topics};
+pub use kafka::{TestTopics, feed_topics, header, read_topics, stored_events};
 pub use process::{BrokerStorage, ChildProcess, PrivateBroker, PrivateClickHouse};
 pub use services::{
-    RunningIngest, RunningQuery, RunningSink, ingest_all, ingest_config, query_config, sink_config,
+    RunningIngest, RunningQuery, RunningSink, ingest_all, ingest_client, ingest_config,
+    query_config, sink_config, with_key,
 };
 
 use std::{

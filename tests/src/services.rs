@@ -280,3 +280,25 @@ pub async fn ingest_all(ingest: &RunningIngest, key: &str, events: Vec<Event>) {
         }
     }
 }
+
+/// A gRPC client of `ingest`.
+pub async fn ingest_client(
+    ingest: &RunningIngest,
+) -> citybrain_proto::ingest::v1::ingest_service_client::IngestServiceClient<
+    tonic::transport::Channel,
+> {
+    citybrain_proto::ingest::v1::ingest_service_client::IngestServiceClient::connect(
+        ingest.endpoint(),
+    )
+    .await
+    .expect("connect ingest")
+}
+
+/// A gRPC request carrying the API key `key`.
+pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().expect("key is ASCII"));
+    request
+}

@@ -13,11 +13,11 @@
 //!   every migration 18.16 gets), then the statements of migrations gated
 //!   above 18.16 (TTL), rendered by the schema crate, which must run on
 //!   current ClickHouse (and are run on 18.16 too, expecting failure);
-//! - the sink writing events of every kind (its decode, status chaining,
-//!   event-id dedup lookup and INSERT; the INSERT's rows are replayed as
-//!   JSONEachRow, its RowBinary body being compressed), then its lookups
-//!   on filled tables (resume offsets, latest status, dedup, ping); the
-//!   views fill the roll-ups on each engine;
+//! - the sink writing events of every kind (its decode, event-id dedup
+//!   lookup and INSERT; the INSERT's rows are replayed as JSONEachRow, its
+//!   RowBinary body being compressed), then its lookups on filled tables
+//!   (resume offsets, dedup, ping); the views fill the roll-ups on each
+//!   engine;
 //! - every request shape of the query service (live views and each filter,
 //!   each metric x bucket x grouping, each dimension as a filter, top-N by
 //!   every measure, CSV export, vehicle track, readiness probe);
@@ -40,7 +40,6 @@ use citybrain_query::live::{self, FilterKind};
 use citybrain_query::table::Table;
 use citybrain_schema::{MIGRATIONS, MIGRATIONS_TABLE, SchemaOptions, ServerVersion};
 use citybrain_sink::batch::{TableRow, Tables};
-use citybrain_sink::pipeline::chain_statuses;
 use citybrain_sink::rows::{Lineage, decode};
 use citybrain_tests::grafana::{Choices, TimeRange, expand};
 use citybrain_tests::samples;
@@ -409,24 +408,9 @@ impl Sink<'_> {
     }
 }
 
-/// Writes `tables` the way the sink's pipeline does: connector statuses
-/// chained to the stored ones, then each table looked up and inserted.
-/// Returns the rows written.
-async fn write_like_the_sink(sink: &Sink<'_>, mut tables: Tables) -> usize {
-    let keys: Vec<(String, String)> = tables
-        .connector_status
-        .iter()
-        .map(|r| (r.tenant_id.clone(), r.device_id.clone()))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let latest = sink
-        .store
-        .latest_connector_status(&keys)
-        .await
-        .expect("latest connector status");
-    sink.file("sink: latest connector status (chaining a batch)");
-    chain_statuses(&mut tables.connector_status, &latest);
+/// Writes `tables` the way the sink's pipeline does: each table looked up
+/// and inserted. Returns the rows written.
+async fn write_like_the_sink(sink: &Sink<'_>, tables: Tables) -> usize {
     // Listed one by one because each table has its own row type; the count
     // below catches a table added to `Tables` but not here.
     write_table(sink, Kind::ConnectorStatus, &tables.connector_status).await;
@@ -667,10 +651,10 @@ async fn schema_statements(setup: &Setup, current: ServerVersion) -> (Vec<Statem
     (schema, not_checked)
 }
 
-/// Writes the town's events into 18.16 the way the sink does (decode,
-/// status chaining, dedup lookup, INSERT), in two rounds so that the second
-/// round's statuses chain to stored ones; then the sink's lookups that run
-/// when tables hold rows (resume offsets, latest status, dedup, ping).
+/// Writes the town's events into 18.16 the way the sink does (decode, dedup
+/// lookup, INSERT), in two rounds so that the second round's lookups find
+/// stored rows; then the sink's lookups that run when tables hold rows
+/// (resume offsets, dedup, ping).
 /// Returns everything the sink sent, in order, for replay on current
 /// ClickHouse.
 async fn sink_statements(setup: &Setup) -> Vec<Statement> {
@@ -696,17 +680,6 @@ async fn sink_statements(setup: &Setup) -> Vec<Statement> {
         .expect("stored offsets");
     assert!(!offsets.is_empty(), "the lineage views recorded offsets");
     sink.file("sink: stored offsets (resume)");
-    let keys = vec![
-        (TENANT.to_string(), "HBY-CP-01:1".to_string()),
-        (TENANT.to_string(), "HBY-CP-02:1".to_string()),
-    ];
-    let latest = sink
-        .store
-        .latest_connector_status(&keys)
-        .await
-        .expect("latest connector status");
-    assert_eq!(latest.len(), 2);
-    sink.file("sink: latest connector status");
     // A vendor's repeat of the first round: every id is found.
     let repeated = sink_rows(earlier, setup.now);
     let found = sink

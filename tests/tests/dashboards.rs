@@ -432,6 +432,7 @@ async fn every_panel_query_runs_on_clickhouse_with_pipeline_data() {
         }
     }
     assert!(ran >= 2 * 20, "ran {ran} panel queries");
+    utilisation_panel_agrees_with_the_events(&ch, &events, &range).await;
 
     // Prometheus panels: every metric they read is one the services export.
     // Consumer lag comes from librdkafka's statistics, reported every 5 s.
@@ -480,6 +481,105 @@ async fn every_panel_query_runs_on_clickhouse_with_pipeline_data() {
         .query(&format!("DROP DATABASE IF EXISTS {database}"))
         .execute()
         .await;
+}
+
+/// The utilisation panel computes time in status itself (from the raw
+/// events, like the query service): its hourly values against the events'
+/// own intervals (a status lasts until the connector's next event in event
+/// time, whole seconds; the newest one is not counted).
+async fn utilisation_panel_agrees_with_the_events(
+    ch: &clickhouse::Client,
+    events: &[Event],
+    range: &TimeRange,
+) {
+    const BUSY: [&str; 3] = ["charging", "suspended_ev", "suspended_evse"];
+    const UNAVAILABLE: [&str; 3] = ["offline", "unavailable", "faulted"];
+    let mut by_device: BTreeMap<&str, Vec<(i64, String)>> = BTreeMap::new();
+    for event in events {
+        if let Some(Payload::ConnectorStatus(p)) = &event.payload {
+            let status = ev::ConnectorStatusValue::try_from(p.status)
+                .unwrap()
+                .as_str_name()
+                .trim_start_matches("CONNECTOR_STATUS_VALUE_")
+                .to_ascii_lowercase();
+            let at = event.observed_at.as_ref().unwrap().seconds;
+            by_device
+                .entry(&event.device_id)
+                .or_default()
+                .push((at, status));
+        }
+    }
+    // Per hour: (busy seconds, available seconds).
+    let mut hours: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for mut changes in by_device.into_values() {
+        changes.sort();
+        for pair in changes.windows(2) {
+            let (mut a, b, status) = (pair[0].0, pair[1].0, pair[0].1.as_str());
+            while a < b {
+                let hour = a - a.rem_euclid(3600);
+                let end = (hour + 3600).min(b);
+                let entry = hours.entry(hour).or_default();
+                if BUSY.contains(&status) {
+                    entry.0 += end - a;
+                }
+                if !UNAVAILABLE.contains(&status) {
+                    entry.1 += end - a;
+                }
+                a = end;
+            }
+        }
+    }
+    let expected: Vec<(i64, f64)> = hours
+        .into_iter()
+        .map(|(hour, (busy, available))| (hour, busy as f64 / available.max(1) as f64))
+        .collect();
+
+    let (_, dashboard) = dashboards()
+        .into_iter()
+        .find(|(file, _)| file == "ev_charging.json")
+        .expect("ev_charging.json");
+    let panel = panels(&dashboard)
+        .iter()
+        .find(|p| p["title"].as_str().unwrap().starts_with("Utilisation"))
+        .expect("the utilisation panel");
+    let choices: Choices = BTreeMap::from([
+        ("tenant".to_string(), Some(vec![TENANT.to_string()])),
+        ("site".to_string(), None),
+    ]);
+    let sql = expand(
+        panel["targets"][0]["rawSql"].as_str().unwrap(),
+        &choices,
+        range,
+    );
+    let result = clickhouse_json(
+        ch,
+        &format!("SELECT toInt64(time), utilisation FROM ({sql}) ORDER BY time"),
+    )
+    .await;
+    let answered: Vec<(i64, f64)> = result["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let hour = match &row[0] {
+                Value::String(s) => s.parse().unwrap(),
+                other => other.as_i64().unwrap(),
+            };
+            (hour, row[1].as_f64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        answered.len(),
+        expected.len(),
+        "{answered:?} vs {expected:?}"
+    );
+    for ((hour, got), (want_hour, want)) in answered.iter().zip(&expected) {
+        assert_eq!(hour, want_hour);
+        assert!(
+            (got - want).abs() < 1e-9,
+            "hour {hour}: panel says {got}, the events {want}"
+        );
+    }
 }
 
 fn metric_names(expr: &str) -> BTreeSet<String> {

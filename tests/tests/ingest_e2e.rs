@@ -6,7 +6,6 @@ use citybrain_proto::events::v1::{Event, IngestedEvent, event::Payload};
 use citybrain_proto::feed::SCHEMA_VERSION;
 use citybrain_proto::ingest::v1::{
     EventResult, IngestRequest, IngestResponse, Outcome, ReasonCode,
-    ingest_service_client::IngestServiceClient,
 };
 use citybrain_proto::record::header as headers;
 use citybrain_tests::samples;
@@ -15,21 +14,7 @@ use prost::Message as _;
 use rdkafka::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
-use tonic::{Code, Request, transport::Channel};
-
-async fn client(ingest: &RunningIngest) -> IngestServiceClient<Channel> {
-    IngestServiceClient::connect(ingest.endpoint())
-        .await
-        .expect("connect")
-}
-
-fn with_key<T>(message: T, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("x-api-key", key.parse().unwrap());
-    request
-}
+use tonic::{Code, transport::Channel};
 
 fn id(n: u8) -> String {
     format!("0190f4c4-8c2e-7a51-9a5e-0c4b2f7e6d{n:02x}")
@@ -41,13 +26,6 @@ fn outcome(result: &EventResult) -> (Outcome, ReasonCode, &str) {
         ReasonCode::try_from(result.reason).unwrap(),
         result.field.as_str(),
     )
-}
-
-fn all_topics(prefix: &str) -> Vec<String> {
-    Feed::ALL
-        .iter()
-        .map(|f| format!("{prefix}{}", f.topic()))
-        .collect()
 }
 
 /// One valid event of every kind with fixed ids, then four invalid events and
@@ -97,7 +75,7 @@ async fn a_mixed_batch_is_answered_per_event_and_kafka_holds_exactly_the_accepte
     let _topics = TestTopics::feeds(&brokers, &prefix, 2).await;
     let dir = scratch_dir("ingest-e2e");
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, write_key_file(&dir))).await;
-    let mut client = client(&ingest).await;
+    let mut client = ingest_client(&ingest).await;
 
     let (events, valid) = mixed_batch(SystemTime::now());
     let response: IngestResponse = client
@@ -174,7 +152,7 @@ async fn a_mixed_batch_is_answered_per_event_and_kafka_holds_exactly_the_accepte
 
     let messages = read_topics(
         &brokers,
-        &all_topics(&prefix),
+        &feed_topics(&prefix),
         valid,
         Duration::from_secs(30),
         Duration::from_secs(2),
@@ -234,7 +212,7 @@ async fn a_stream_of_batches_is_answered_across_the_whole_stream() {
     let _topics = TestTopics::feeds(&brokers, &prefix, 1).await;
     let dir = scratch_dir("ingest-stream");
     let ingest = RunningIngest::start(ingest_config(&brokers, &prefix, write_key_file(&dir))).await;
-    let mut client = client(&ingest).await;
+    let mut client = ingest_client(&ingest).await;
 
     let now = SystemTime::now();
     let first: Vec<Event> = (0..3)
@@ -273,7 +251,7 @@ async fn a_stream_of_batches_is_answered_across_the_whole_stream() {
 
     let messages = read_topics(
         &brokers,
-        &all_topics(&prefix),
+        &feed_topics(&prefix),
         4,
         Duration::from_secs(30),
         Duration::from_secs(2),
@@ -303,7 +281,7 @@ async fn oversized_batches_are_refused_whole_naming_the_limit() {
     config.limits.max_batch_events = 20;
     config.limits.max_batch_bytes = 16 * 1024;
     let ingest = RunningIngest::start(config).await;
-    let mut client = client(&ingest).await;
+    let mut client = ingest_client(&ingest).await;
     let now = SystemTime::now();
 
     let too_many: Vec<Event> = (0..21)
@@ -342,7 +320,7 @@ async fn oversized_batches_are_refused_whole_naming_the_limit() {
 
     let none = read_topics(
         &brokers,
-        &all_topics(&prefix),
+        &feed_topics(&prefix),
         0,
         Duration::from_secs(5),
         Duration::from_secs(1),

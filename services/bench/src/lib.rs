@@ -6,10 +6,14 @@
 //! 5. the planners' aggregates over the loaded history;
 //! 3. freshness at a steady offered load (after 5, so the live load does
 //!    not pile a minute of extra rows onto the history being queried);
-//! 4. each service's peak RSS over all of it.
+//! 4. each service's peak RSS over all of it;
+//! 6. the JT/T 808 gateway under 1,000 terminals ([`jt808`]), on a broker
+//!    and ingest of its own.
 
 pub mod freshness;
 pub mod ingest;
+pub mod jt808;
+pub mod jt808_report;
 pub mod procs;
 pub mod profile;
 pub mod query;
@@ -51,6 +55,7 @@ pub struct Options {
     pub query_samples: usize,
     /// Profile ingest and the sink with `perf` (when it works here).
     pub perf: bool,
+    pub jt808: jt808::Jt808Options,
 }
 
 const INGEST_PREFIX: &str = "bi.";
@@ -418,6 +423,12 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
     let path = options.out_dir.join("BENCHMARKS.md");
     let kept = kept_sections(&std::fs::read_to_string(&path).unwrap_or_default());
     std::fs::write(&path, results.markdown() + &kept)?;
+    tracing::info!(
+        terminals = options.jt808.terminals,
+        "phase 6: the jt808 gateway"
+    );
+    let terminals = jt808::run(&options, &options.jt808).await?;
+    jt808_report::write(&options.out_dir, &terminals)?;
     Ok(results)
 }
 
@@ -441,19 +452,6 @@ fn kept_sections(markdown: &str) -> String {
         }
     }
     kept
-}
-
-#[cfg(test)]
-mod kept_tests {
-    #[test]
-    fn other_benchmarks_sections_survive_a_rewrite() {
-        let old = "# Benchmarks\nold results\n<!-- begin: ocpp -->\n## OCPP\n500\n<!-- end: ocpp -->\ntrailing\n";
-        assert_eq!(
-            super::kept_sections(old),
-            "\n<!-- begin: ocpp -->\n## OCPP\n500\n<!-- end: ocpp -->\n"
-        );
-        assert_eq!(super::kept_sections("# Benchmarks\nnothing else\n"), "");
-    }
 }
 
 /// The load pool (every town event) and a vehicle position for markers.
@@ -507,4 +505,17 @@ fn clickhouse_pid(root: &Path) -> Option<u32> {
         .parse()
         .ok()
         .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
+#[cfg(test)]
+mod kept_tests {
+    #[test]
+    fn other_benchmarks_sections_survive_a_rewrite() {
+        let old = "# Benchmarks\nold results\n<!-- begin: ocpp -->\n## OCPP\n500\n<!-- end: ocpp -->\ntrailing\n";
+        assert_eq!(
+            super::kept_sections(old),
+            "\n<!-- begin: ocpp -->\n## OCPP\n500\n<!-- end: ocpp -->\n"
+        );
+        assert_eq!(super::kept_sections("# Benchmarks\nnothing else\n"), "");
+    }
 }

@@ -1,7 +1,9 @@
 //! `citybrain-bench`: runs every benchmark once and writes `BENCHMARKS.md`
-//! and `BENCHMARKS.json` (see `services/bench/README.md` for the settings).
+//! and `BENCHMARKS.json` (see `services/bench/README.md` for the settings);
+//! `citybrain-bench jt808` runs only the JT/T 808 gateway's.
 
 use anyhow::Context;
+use citybrain_bench::jt808::Jt808Options;
 use citybrain_bench::{Options, run};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,8 +45,29 @@ async fn main() -> anyhow::Result<()> {
         freshness_duration: Duration::from_secs(var("BENCH_FRESHNESS_SECONDS", 20)?),
         query_samples: var("BENCH_QUERY_SAMPLES", 30)?,
         perf: var("BENCH_PERF", true)?,
+        jt808: Jt808Options {
+            terminals: var("BENCH_JT808_TERMINALS", 1000)?,
+            interval: Duration::from_secs(var("BENCH_JT808_INTERVAL_S", 10)?),
+            steady: Duration::from_secs(var("BENCH_JT808_STEADY_S", 120)?),
+        },
         root,
     };
+    // `citybrain-bench jt808`: only the gateway's benchmark, into its section.
+    if std::env::args().nth(1).as_deref() == Some("jt808") {
+        let result = citybrain_bench::jt808::run(&options, &options.jt808).await?;
+        citybrain_bench::jt808_report::write(&options.out_dir, &result)?;
+        tracing::info!(
+            terminals = result.terminals,
+            gateway_cores = result
+                .cpu_cores
+                .get("jt808 gateway")
+                .copied()
+                .unwrap_or(0.0),
+            gateway_rss_mb = result.gateway_rss_mb,
+            "wrote the jt808 section of BENCHMARKS.md and BENCHMARKS.json"
+        );
+        return Ok(());
+    }
     let results = run(options).await?;
     tracing::info!(
         ingest_ratio = results.ingest_ratio,

@@ -1,7 +1,29 @@
 //! Whole-call failures of the ingest API and their gRPC status, in one place.
 //!
 //! Per-event problems are not errors: they are answered event by event in
-//! `IngestResponse`. These are the cases where the call as a whole fails.
+//! `IngestResponse`. These are the cases where a call as a whole fails, and
+//! this is every way an ingest call can end with a status other than OK:
+//!
+//! | cause | status | made by |
+//! |---|---|---|
+//! | no `x-api-key`, an unknown key, one that is not printable ASCII | UNAUTHENTICATED | [`IngestError`] |
+//! | more events in a request than allowed | INVALID_ARGUMENT | [`IngestError::TooManyEvents`] |
+//! | a request message that does not decode | INVALID_ARGUMENT | `citybrain_proto::codec` (the generated server's codec) |
+//! | a request message over the byte limit (before it is read) | RESOURCE_EXHAUSTED | [`IngestError::BatchTooLarge`], from `transport.rs` |
+//! | a stream carrying more events than allowed | RESOURCE_EXHAUSTED | [`IngestError::StreamTooLong`] |
+//! | nothing of an Ingest/IngestStream call queued: producer queue full | RESOURCE_EXHAUSTED | [`IngestError::Overloaded`] |
+//! | nothing of an Ingest/IngestStream call stored: Kafka down | UNAVAILABLE | [`IngestError::StoreUnavailable`] |
+//! | a compressed request (`grpc-encoding`: ingest accepts none) | UNIMPLEMENTED | tonic |
+//! | gRPC framing broken by the client's library: a compressed flag without `grpc-encoding`, a message cut short | INTERNAL | tonic, as the gRPC spec requires |
+//! | the client's deadline (`grpc-timeout`) passed before the answer | CANCELLED ("Timeout expired") | tonic |
+//! | the client cancelled, or its connection broke | none reaches it; counted as CANCELLED | `transport.rs` |
+//! | an HTTP/2 error in a stream | per the gRPC spec's HTTP/2 mapping | tonic, passed on by [`IngestError::Stream`] |
+//!
+//! tonic's own message-size limit (OUT_OF_RANGE) is set to the same byte
+//! limit as `transport.rs`, which refuses first, so it is never what a client
+//! sees. Answers have no size limit on the server's side: an IngestStream
+//! answer lists every event of the stream (about 10 MB at the 200,000-event
+//! limit).
 
 use tonic::{Code, Status};
 
@@ -9,14 +31,19 @@ use tonic::{Code, Status};
 pub enum IngestError {
     #[error("missing API key: send it in the `x-api-key` metadata entry")]
     MissingApiKey,
+    #[error("the `x-api-key` metadata entry is not printable ASCII")]
+    MalformedApiKey,
     #[error("unknown API key")]
     UnknownApiKey,
     #[error("batch has {count} events; at most {limit} events are allowed per request")]
     TooManyEvents { count: usize, limit: usize },
     #[error("batch is {bytes} bytes; at most {limit} bytes are allowed per request")]
     BatchTooLarge { bytes: usize, limit: usize },
-    #[error("stream carried more than {limit} events; close it and open a new one")]
-    StreamTooLong { limit: usize },
+    #[error(
+        "stream carried {earlier} events before this request; at most {limit} events are \
+         allowed per stream: open a new stream and send this request again"
+    )]
+    StreamTooLong { limit: usize, earlier: usize },
     #[error(
         "the event store could not take any of the {count} events ({detail}); \
          retry later with the same event ids"
@@ -27,7 +54,9 @@ pub enum IngestError {
          retry later with the same event ids"
     )]
     Overloaded { count: usize },
-    #[error("reading the request stream failed: {0}")]
+    /// Reading the next request of a stream failed: the status tonic (or the
+    /// codec, or the byte limit) gave, passed on as it is.
+    #[error("{}", .0.message())]
     Stream(Status),
 }
 
@@ -42,7 +71,9 @@ impl IngestError {
 
     pub fn code(&self) -> Code {
         match self {
-            IngestError::MissingApiKey | IngestError::UnknownApiKey => Code::Unauthenticated,
+            IngestError::MissingApiKey
+            | IngestError::MalformedApiKey
+            | IngestError::UnknownApiKey => Code::Unauthenticated,
             IngestError::TooManyEvents { .. } => Code::InvalidArgument,
             IngestError::BatchTooLarge { .. }
             | IngestError::StreamTooLong { .. }
@@ -55,7 +86,10 @@ impl IngestError {
 
 impl From<IngestError> for Status {
     fn from(err: IngestError) -> Self {
-        Status::new(err.code(), err.to_string())
+        match err {
+            IngestError::Stream(status) => status,
+            err => Status::new(err.code(), err.to_string()),
+        }
     }
 }
 
@@ -71,6 +105,12 @@ mod tests {
         });
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains("at most 1000 events"));
+        let status = Status::from(IngestError::BatchTooLarge {
+            bytes: 9_000_000,
+            limit: 4_194_304,
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.message().contains("at most 4194304 bytes"));
         let err = IngestError::StoreUnavailable {
             count: 3,
             detail: "timed out".into(),
@@ -82,5 +122,10 @@ mod tests {
             Code::Unauthenticated
         );
         assert!(!IngestError::UnknownApiKey.is_retryable());
+        let passed_on = Status::from(IngestError::Stream(Status::invalid_argument("bad")));
+        assert_eq!(
+            (passed_on.code(), passed_on.message()),
+            (Code::InvalidArgument, "bad")
+        );
     }
 }

@@ -7,16 +7,19 @@
 
 /// API keys (shared with the other services).
 pub use citybrain_keys as auth;
+mod batch;
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod producer;
 pub mod service;
+pub mod transport;
 pub mod validate;
 
 use crate::config::IngestConfig;
 use crate::producer::EventProducer;
 use crate::service::IngestHandler;
+use crate::transport::Guarded;
 use citybrain_keys::KeyStore;
 use citybrain_proto::ingest::v1::ingest_service_server::IngestServiceServer;
 use citybrain_runtime::Readiness;
@@ -93,16 +96,15 @@ pub async fn serve(
         config.limits.clone(),
         config.validation.clone(),
     );
-    // tonic's own limit sits above ours so that an oversized batch gets our
-    // message naming the limit rather than a bare transport error.
-    let max_message = config
-        .limits
-        .max_batch_bytes
-        .saturating_mul(2)
-        .max(1024 * 1024);
-    let ingest = IngestServiceServer::new(handler)
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
+    // The byte limit of a request message is the guard's: it refuses a
+    // message over it, naming the limit, before tonic reads it. tonic's own
+    // limit is the same, so it never acts. Answers are not limited: ours are
+    // bounded by the event limits (an IngestStream answer lists the stream).
+    let max_message = config.limits.max_batch_bytes;
+    let ingest = Guarded::new(
+        IngestServiceServer::new(handler).max_decoding_message_size(max_message),
+        max_message,
+    );
 
     tracing::info!(
         grpc = %grpc_addr,

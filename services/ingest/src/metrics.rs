@@ -107,6 +107,20 @@ fn reason_label(reason: ReasonCode) -> &'static str {
     }
 }
 
+/// The ingest methods, the label values of `method`.
+pub const METHODS: &[&str] = &["Ingest", "IngestBatches", "IngestStream"];
+
+/// The method label of a gRPC request path, from [`METHODS`] ("unknown"
+/// for a path that names none of them).
+pub fn method_label(path: &str) -> &'static str {
+    let method = path.rsplit('/').next().unwrap_or_default();
+    METHODS
+        .iter()
+        .find(|known| **known == method)
+        .copied()
+        .unwrap_or("unknown")
+}
+
 fn code_label(code: tonic::Code) -> &'static str {
     match code {
         tonic::Code::Ok => "ok",
@@ -116,6 +130,8 @@ fn code_label(code: tonic::Code) -> &'static str {
         tonic::Code::Unavailable => "unavailable",
         tonic::Code::Cancelled => "cancelled",
         tonic::Code::DeadlineExceeded => "deadline_exceeded",
+        tonic::Code::Unimplemented => "unimplemented",
+        tonic::Code::Internal => "internal",
         _ => "other",
     }
 }

@@ -1,30 +1,26 @@
-//! The gRPC `IngestService`: authenticate, check limits, answer per event.
+//! The gRPC `IngestService`: authenticate, check the limits of each request,
+//! answer per event (`batch.rs`).
 //!
-//! Each event goes through the same steps, and the first that fails decides
-//! its answer: a well-formed event id (assigned when empty) → not seen earlier
-//! in this batch/stream → valid → a kind the key may send → small enough →
-//! acknowledged by Kafka. All events of a batch are produced concurrently and
-//! the call returns once Kafka answered for every one of them.
+//! Three calls share that: `Ingest` (one batch, one answer), `IngestBatches`
+//! (a stream of batches, each answered once it is stored, in order) and the
+//! older `IngestStream` (a stream of batches, one answer at the end). The
+//! byte limit of a request message is enforced before the message is read,
+//! in `transport.rs`; calls are counted there too.
 
+use crate::batch::{Answering, Answers};
 use crate::config::BatchLimits;
 use crate::error::IngestError;
-use crate::metrics;
-use crate::producer::{EventProducer, ProduceError};
-use crate::validate::{self, Limits, Rejection};
+use crate::producer::EventProducer;
+use crate::validate::Limits;
 use citybrain_keys::{API_KEY_HEADER, KeyStore, Principal};
-use citybrain_proto::events::v1::{Event, IngestedEvent};
-use citybrain_proto::feed::Kind;
 use citybrain_proto::ingest::v1::{
-    EventResult, IngestRequest, IngestResponse, Outcome, ReasonCode,
-    ingest_service_server::IngestService,
+    IngestRequest, IngestResponse, ingest_service_server::IngestService,
 };
-use citybrain_proto::record;
-use futures::future::join_all;
-use prost::Message;
 use std::collections::HashSet;
-use std::time::{Instant, SystemTime};
+use std::pin::Pin;
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
-use uuid::Uuid;
 
 /// Handles ingest calls. Cheap to clone.
 #[derive(Clone)]
@@ -35,16 +31,8 @@ pub struct IngestHandler {
     validation: Limits,
 }
 
-/// What one call (a unary batch or a whole stream) has answered so far.
-#[derive(Default)]
-struct Answers {
-    seen_ids: HashSet<String>,
-    results: Vec<EventResult>,
-    /// Some event found the producer queue full.
-    overloaded: bool,
-    /// Why an event could not reach Kafka, for the call's error message.
-    unavailable: Option<String>,
-}
+/// The answers of an IngestBatches call, one per request.
+pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<IngestResponse, Status>> + Send>>;
 
 impl IngestHandler {
     pub fn new(
@@ -62,19 +50,35 @@ impl IngestHandler {
     }
 
     fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, IngestError> {
-        let presented = metadata
+        let value = metadata
             .get(API_KEY_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .map(str::trim)
-            .filter(|value| !value.is_empty())
             .ok_or(IngestError::MissingApiKey)?;
+        let presented = value
+            .to_str()
+            .map_err(|_| IngestError::MalformedApiKey)?
+            .trim();
+        if presented.is_empty() {
+            return Err(IngestError::MissingApiKey);
+        }
         self.keys
             .authenticate(presented)
             .cloned()
             .ok_or(IngestError::UnknownApiKey)
     }
 
-    fn check_batch_limits(&self, request: &IngestRequest) -> Result<(), IngestError> {
+    fn answering<'a>(&'a self, who: &'a Principal) -> Answering<'a> {
+        Answering {
+            producer: &self.producer,
+            validation: &self.validation,
+            max_event_bytes: self.limits.max_event_bytes,
+            who,
+        }
+    }
+
+    /// The limits of one request that the wire does not enforce (its bytes
+    /// are checked as they arrive, by `transport::Guarded`), given the
+    /// events earlier requests of its stream carried.
+    fn check_request(&self, request: &IngestRequest, earlier: usize) -> Result<(), IngestError> {
         let count = request.events.len();
         if count > self.limits.max_batch_events {
             return Err(IngestError::TooManyEvents {
@@ -82,238 +86,60 @@ impl IngestHandler {
                 limit: self.limits.max_batch_events,
             });
         }
-        let bytes = request.encoded_len();
-        if bytes > self.limits.max_batch_bytes {
-            return Err(IngestError::BatchTooLarge {
-                bytes,
-                limit: self.limits.max_batch_bytes,
+        if earlier + count > self.limits.max_stream_events {
+            return Err(IngestError::StreamTooLong {
+                limit: self.limits.max_stream_events,
+                earlier,
             });
         }
         Ok(())
     }
 
-    /// Answers every event of one batch, appending to `answers`.
-    async fn process_batch(&self, who: &Principal, events: Vec<Event>, answers: &mut Answers) {
-        let now = SystemTime::now();
-        let received_at = citybrain_proto::timestamp(now);
-        let mut sends = Vec::new();
-        for mut event in events {
-            let index = answers.results.len() as u32;
-            let kind = event.payload.as_ref().map(Kind::of);
-            let kind_label = kind.map_or(metrics::NO_KIND, Kind::as_str);
-            metrics::event_received(kind_label);
-            let event_id = match normalise_event_id(&event.event_id) {
-                Ok(id) => id,
-                Err(rejection) => {
-                    answers.results.push(rejected(
-                        index,
-                        event.event_id.clone(),
-                        kind_label,
-                        rejection,
-                    ));
-                    continue;
-                }
+    /// IngestBatches: answers each request once it is stored, until the
+    /// client closes the stream, a request breaks a limit, or the client is
+    /// gone. The answer of a request is sent before the next one is read;
+    /// nothing is stored once no one can be told.
+    async fn answer_batches(
+        self,
+        who: Principal,
+        mut requests: Streaming<IngestRequest>,
+        answers: mpsc::Sender<Result<IngestResponse, Status>>,
+    ) {
+        let answering = self.answering(&who);
+        let mut accepted = HashSet::new();
+        let mut events = 0;
+        for batch in 0u32.. {
+            let next = tokio::select! {
+                () = answers.closed() => return,
+                next = requests.message() => next,
             };
-            if !answers.seen_ids.insert(event_id.clone()) {
-                answers.results.push(answer(
-                    index,
-                    event_id,
-                    kind_label,
-                    Outcome::Duplicate,
-                    Rejection::new(
-                        ReasonCode::DuplicateEventId,
-                        "event_id",
-                        "this event id came earlier in the same call; only the first copy counts",
-                    ),
-                ));
-                continue;
-            }
-            let kind = match validate::validate(&event, now, &self.validation) {
-                Ok(kind) => kind,
-                Err(rejection) => {
-                    answers
-                        .results
-                        .push(rejected(index, event_id, kind_label, rejection));
-                    continue;
-                }
+            let checked = match next {
+                Ok(Some(request)) => self.check_request(&request, events).map(|()| request),
+                Ok(None) => return,
+                Err(status) => Err(IngestError::Stream(status)),
             };
-            if !who.may_send(kind) {
-                let rejection = Rejection::new(
-                    ReasonCode::KindNotAllowed,
-                    kind.as_str(),
-                    format!("this API key may not send {kind} events"),
-                );
-                answers
-                    .results
-                    .push(rejected(index, event_id, kind_label, rejection));
-                continue;
-            }
-            let event_bytes = event.encoded_len();
-            if event_bytes > self.limits.max_event_bytes {
-                let rejection = Rejection::new(
-                    ReasonCode::InvalidFormat,
-                    "",
-                    format!(
-                        "the event is {event_bytes} bytes; at most {} bytes are allowed",
-                        self.limits.max_event_bytes
-                    ),
-                );
-                answers
-                    .results
-                    .push(rejected(index, event_id, kind_label, rejection));
-                continue;
-            }
-            event.event_id = event_id.clone();
-            validate::normalise(&mut event);
-            let key = record::key(&who.tenant, &event.device_id);
-            let record = IngestedEvent {
-                event: Some(event),
-                tenant_id: who.tenant.clone(),
-                source_id: who.source.clone(),
-                received_at: Some(received_at),
-            }
-            .encode_to_vec();
-            let headers = citybrain_kafka::record_headers(kind, &who.tenant);
-            // Placeholder, replaced once Kafka has answered.
-            answers.results.push(EventResult {
-                index,
-                event_id,
-                ..Default::default()
-            });
-            let producer = &self.producer;
-            sends.push(async move {
-                let outcome = producer.send(kind.feed(), &key, &record, headers).await;
-                (index as usize, kind, outcome)
-            });
-        }
-        for (position, kind, outcome) in join_all(sends).await {
-            let slot = &mut answers.results[position];
-            let event_id = std::mem::take(&mut slot.event_id);
-            *slot = match outcome {
-                Ok(()) => {
-                    metrics::event_answered(
-                        kind.as_str(),
-                        Outcome::Accepted,
-                        ReasonCode::Unspecified,
-                    );
-                    EventResult {
-                        index: position as u32,
-                        event_id,
-                        outcome: Outcome::Accepted as i32,
-                        ..Default::default()
-                    }
-                }
+            let request = match checked {
+                Ok(request) => request,
                 Err(err) => {
-                    let (outcome, reason) = match &err {
-                        ProduceError::Overloaded => (Outcome::Retryable, ReasonCode::Overloaded),
-                        ProduceError::Unavailable(_) => {
-                            (Outcome::Retryable, ReasonCode::StoreUnavailable)
-                        }
-                        ProduceError::Rejected(_) => (Outcome::Rejected, ReasonCode::StoreRejected),
-                    };
-                    let result = answer(
-                        position as u32,
-                        event_id,
-                        kind.as_str(),
-                        outcome,
-                        Rejection::new(reason, "", err.to_string()),
-                    );
-                    match err {
-                        ProduceError::Overloaded => answers.overloaded = true,
-                        ProduceError::Unavailable(detail) => answers.unavailable = Some(detail),
-                        ProduceError::Rejected(_) => {}
-                    }
-                    result
+                    log_refusal("IngestBatches", &err);
+                    let _ = answers.send(Err(err.into())).await;
+                    return;
                 }
             };
+            events += request.events.len();
+            if answers.is_closed() {
+                return;
+            }
+            let mut response = answering
+                .batch(request.events, 0, &mut accepted)
+                .await
+                .into_response();
+            response.batch = batch;
+            if answers.send(Ok(response)).await.is_err() {
+                return;
+            }
         }
     }
-}
-
-/// Accepts a client's UUID in any standard text form and returns it in the
-/// canonical lower-case hyphenated form, so that the same id always compares
-/// equal downstream. An empty id gets a fresh UUIDv7.
-fn normalise_event_id(raw: &str) -> Result<String, Rejection> {
-    if raw.is_empty() {
-        return Ok(Uuid::now_v7().to_string());
-    }
-    match Uuid::try_parse(raw.trim()) {
-        Ok(id) if !id.is_nil() => Ok(id.hyphenated().to_string()),
-        Ok(_) => Err(Rejection::new(
-            ReasonCode::InvalidFormat,
-            "event_id",
-            "event_id is the nil UUID; leave it empty to have one assigned",
-        )),
-        Err(_) => Err(Rejection::new(
-            ReasonCode::InvalidFormat,
-            "event_id",
-            format!(
-                "event_id {:?} is not a UUID; leave it empty to have one assigned",
-                truncate(raw, 64)
-            ),
-        )),
-    }
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    text.chars().take(max_chars).collect()
-}
-
-fn rejected(index: u32, event_id: String, kind: &'static str, rejection: Rejection) -> EventResult {
-    answer(index, event_id, kind, Outcome::Rejected, rejection)
-}
-
-fn answer(
-    index: u32,
-    event_id: String,
-    kind: &'static str,
-    outcome: Outcome,
-    rejection: Rejection,
-) -> EventResult {
-    metrics::event_answered(kind, outcome, rejection.reason);
-    EventResult {
-        index,
-        event_id,
-        outcome: outcome as i32,
-        reason: rejection.reason as i32,
-        field: rejection.field,
-        message: rejection.message,
-    }
-}
-
-/// Turns the answers into the response, or into a whole-call error when
-/// nothing could be stored only because the store is down or overloaded: a
-/// client that checks only the status code then still retries.
-fn respond(answers: Answers) -> Result<IngestResponse, IngestError> {
-    let count = |outcome: Outcome| {
-        answers
-            .results
-            .iter()
-            .filter(|result| result.outcome == outcome as i32)
-            .count() as u32
-    };
-    let response = IngestResponse {
-        accepted: count(Outcome::Accepted),
-        duplicates: count(Outcome::Duplicate),
-        rejected: count(Outcome::Rejected),
-        retryable: count(Outcome::Retryable),
-        results: Vec::new(),
-    };
-    if response.accepted == 0 && response.retryable > 0 {
-        let count = response.retryable as usize;
-        return Err(if answers.overloaded {
-            IngestError::Overloaded { count }
-        } else {
-            IngestError::StoreUnavailable {
-                count,
-                detail: answers.unavailable.unwrap_or_default(),
-            }
-        });
-    }
-    Ok(IngestResponse {
-        results: answers.results,
-        ..response
-    })
 }
 
 #[tonic::async_trait]
@@ -322,115 +148,76 @@ impl IngestService for IngestHandler {
         &self,
         request: Request<IngestRequest>,
     ) -> Result<Response<IngestResponse>, Status> {
-        let started = Instant::now();
         let result = async {
             let who = self.authenticate(request.metadata())?;
             let batch = request.into_inner();
-            self.check_batch_limits(&batch)?;
-            let mut answers = Answers::default();
-            self.process_batch(&who, batch.events, &mut answers).await;
-            respond(answers)
+            self.check_request(&batch, 0)?;
+            self.answering(&who)
+                .batch(batch.events, 0, &mut HashSet::new())
+                .await
+                .respond()
         }
         .await;
-        finish("Ingest", started, result)
+        reply("Ingest", result)
+    }
+
+    type IngestBatchesStream = AnswerStream;
+
+    async fn ingest_batches(
+        &self,
+        request: Request<Streaming<IngestRequest>>,
+    ) -> Result<Response<AnswerStream>, Status> {
+        let who = match self.authenticate(request.metadata()) {
+            Ok(who) => who,
+            Err(err) => {
+                log_refusal("IngestBatches", &err);
+                return Err(err.into());
+            }
+        };
+        // One answer waits to be read while the next batch is stored; a
+        // client that reads none stops ingest from reading its batches.
+        let (answers, receiver) = mpsc::channel(1);
+        tokio::spawn(
+            self.clone()
+                .answer_batches(who, request.into_inner(), answers),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
     async fn ingest_stream(
         &self,
         request: Request<Streaming<IngestRequest>>,
     ) -> Result<Response<IngestResponse>, Status> {
-        let started = Instant::now();
         let result = async {
             let who = self.authenticate(request.metadata())?;
-            let mut stream = request.into_inner();
+            let answering = self.answering(&who);
+            let mut requests = request.into_inner();
             let mut answers = Answers::default();
-            while let Some(batch) = stream.message().await.map_err(IngestError::Stream)? {
-                self.check_batch_limits(&batch)?;
-                if answers.results.len() + batch.events.len() > self.limits.max_stream_events {
-                    return Err(IngestError::StreamTooLong {
-                        limit: self.limits.max_stream_events,
-                    });
-                }
-                self.process_batch(&who, batch.events, &mut answers).await;
+            let mut accepted = HashSet::new();
+            while let Some(batch) = requests.message().await.map_err(IngestError::Stream)? {
+                let earlier = answers.results.len();
+                self.check_request(&batch, earlier)?;
+                let first = earlier as u32;
+                answers.extend(answering.batch(batch.events, first, &mut accepted).await);
             }
-            respond(answers)
+            answers.respond()
         }
         .await;
-        finish("IngestStream", started, result)
+        reply("IngestStream", result)
     }
 }
 
-fn finish(
-    method: &'static str,
-    started: Instant,
-    result: Result<IngestResponse, IngestError>,
-) -> Result<Response<IngestResponse>, Status> {
-    let code = result
-        .as_ref()
-        .map_or_else(IngestError::code, |_| tonic::Code::Ok);
-    metrics::request_finished(method, code, started.elapsed());
-    match result {
-        Ok(response) => Ok(Response::new(response)),
-        Err(err) => {
-            if err.is_retryable() {
-                tracing::warn!(method, error = %err, "call answered retryable");
-            } else {
-                tracing::debug!(method, error = %err, "call refused");
-            }
-            Err(err.into())
-        }
-    }
+fn reply<T>(method: &'static str, result: Result<T, IngestError>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(|err| {
+        log_refusal(method, &err);
+        err.into()
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_ids_are_normalised_or_assigned() {
-        let upper = "0190F4C4-8C2E-7A51-9A5E-0C4B2F7E6D21";
-        assert_eq!(
-            normalise_event_id(upper).unwrap(),
-            "0190f4c4-8c2e-7a51-9a5e-0c4b2f7e6d21"
-        );
-        let simple = "0190f4c48c2e7a519a5e0c4b2f7e6d21";
-        assert_eq!(
-            normalise_event_id(simple).unwrap(),
-            "0190f4c4-8c2e-7a51-9a5e-0c4b2f7e6d21"
-        );
-        let assigned = normalise_event_id("").unwrap();
-        assert_eq!(Uuid::parse_str(&assigned).unwrap().get_version_num(), 7);
-        let err = normalise_event_id("not-a-uuid").unwrap_err();
-        assert_eq!(
-            (err.reason, err.field.as_str()),
-            (ReasonCode::InvalidFormat, "event_id")
-        );
-        assert!(normalise_event_id("00000000-0000-0000-0000-000000000000").is_err());
-    }
-
-    #[test]
-    fn nothing_stored_because_the_store_is_down_fails_the_whole_call() {
-        let mut answers = Answers::default();
-        answers.results.push(EventResult {
-            outcome: Outcome::Retryable as i32,
-            ..Default::default()
-        });
-        answers.results.push(EventResult {
-            outcome: Outcome::Rejected as i32,
-            ..Default::default()
-        });
-        answers.unavailable = Some("timed out".into());
-        let err = respond(answers).unwrap_err();
-        assert_eq!(err.code(), tonic::Code::Unavailable);
-
-        let mut partial = Answers::default();
-        for outcome in [Outcome::Accepted, Outcome::Retryable] {
-            partial.results.push(EventResult {
-                outcome: outcome as i32,
-                ..Default::default()
-            });
-        }
-        let response = respond(partial).expect("partial success answers per event");
-        assert_eq!((response.accepted, response.retryable), (1, 1));
+fn log_refusal(method: &'static str, err: &IngestError) {
+    if err.is_retryable() {
+        tracing::warn!(method, error = %err, "call answered retryable");
+    } else {
+        tracing::debug!(method, error = %err, "call refused");
     }
 }

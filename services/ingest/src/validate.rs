@@ -52,7 +52,9 @@ impl Rejection {
 
 type Check = Result<(), Rejection>;
 
-const MAX_ID_BYTES: usize = 128;
+mod identifiers;
+mod times;
+
 const MAX_TEXT_BYTES: usize = 2000;
 
 /// Validates everything but the event id (which the caller normalises first)
@@ -65,8 +67,8 @@ pub fn validate(event: &Event, now: SystemTime, limits: &Limits) -> Result<Kind,
             "the event has no payload: set exactly one of connector_status, meter_sample, …",
         )
     })?;
-    id("device_id", &event.device_id)?;
-    observed_at(event.observed_at.as_ref(), now, limits)?;
+    identifiers::check_all(event)?;
+    let observed = observed_at(event.observed_at.as_ref(), now, limits)?;
     if let Some(location) = &event.location {
         self::location(location)?;
     }
@@ -92,10 +94,15 @@ pub fn validate(event: &Event, now: SystemTime, limits: &Limits) -> Result<Kind,
         Payload::WasteCollection(p) => waste_collection(p)?,
         Payload::ServiceRequest(p) => service_request(p)?,
     }
+    times::check(event, observed)?;
     Ok(kind)
 }
 
-fn observed_at(value: Option<&Timestamp>, now: SystemTime, limits: &Limits) -> Check {
+fn observed_at(
+    value: Option<&Timestamp>,
+    now: SystemTime,
+    limits: &Limits,
+) -> Result<SystemTime, Rejection> {
     let ts = value.ok_or_else(|| {
         Rejection::new(
             ReasonCode::MissingField,
@@ -130,7 +137,7 @@ fn observed_at(value: Option<&Timestamp>, now: SystemTime, limits: &Limits) -> C
             ),
         ));
     }
-    Ok(())
+    Ok(at)
 }
 
 fn timestamp(path: &str, ts: &Timestamp) -> Result<SystemTime, Rejection> {
@@ -164,33 +171,15 @@ fn location(loc: &Location) -> Check {
 }
 
 fn connector_status(p: &ev::ConnectorStatus) -> Check {
-    id("connector_status.station_id", &p.station_id)?;
     // connector_id 0 is the station as a whole (OCPP connectorId 0).
     required_enum::<ConnectorStatusValue>("connector_status.status", p.status)?;
     optional_enum::<ChargePointErrorCode>("connector_status.error_code", p.error_code)?;
-    text(
-        "connector_status.vendor_status",
-        &p.vendor_status,
-        MAX_ID_BYTES,
-    )?;
-    text(
-        "connector_status.vendor_error_code",
-        &p.vendor_error_code,
-        MAX_ID_BYTES,
-    )?;
-    text("connector_status.info", &p.info, 500)?;
-    text("connector_status.site", &p.site, MAX_ID_BYTES)
+    text("connector_status.info", &p.info, 500)
 }
 
 fn meter_sample(p: &ev::MeterSample) -> Check {
-    id("meter_sample.station_id", &p.station_id)?;
-    // connector_id 0 is the station's main meter (OCPP evseId 0).
-    text(
-        "meter_sample.transaction_id",
-        &p.transaction_id,
-        MAX_ID_BYTES,
-    )?;
-    // Absent when the charger reported only power or current.
+    // connector_id 0 is the station's main meter (OCPP evseId 0). Absent
+    // energy: the charger reported only power or current.
     if let Some(energy) = p.energy_active_import_wh {
         non_negative("meter_sample.energy_active_import_wh", energy)?;
     }
@@ -210,7 +199,7 @@ fn meter_sample(p: &ev::MeterSample) -> Check {
     if let Some(temperature) = p.temperature_c {
         range("meter_sample.temperature_c", temperature, -60.0, 150.0)?;
     }
-    text("meter_sample.site", &p.site, MAX_ID_BYTES)
+    Ok(())
 }
 
 fn phases(path: &str, values: &[f64], lo: f64, hi: f64) -> Check {
@@ -229,17 +218,10 @@ fn phases(path: &str, values: &[f64], lo: f64, hi: f64) -> Check {
 
 fn charging_session(p: &ev::ChargingSession) -> Check {
     use ev::SessionPhase;
-    id("charging_session.station_id", &p.station_id)?;
     positive_u32("charging_session.connector_id", p.connector_id)?;
-    id("charging_session.transaction_id", &p.transaction_id)?;
     let phase = required_enum::<SessionPhase>("charging_session.phase", p.phase)?;
-    text(
-        "charging_session.id_token_hash",
-        &p.id_token_hash,
-        MAX_ID_BYTES,
-    )?;
+    sha256_hex("charging_session.id_token_hash", &p.id_token_hash)?;
     optional_timestamp("charging_session.started_at", p.started_at.as_ref())?;
-    text("charging_session.site", &p.site, MAX_ID_BYTES)?;
     let optional_amounts = [
         ("charging_session.meter_start_wh", p.meter_start_wh),
         ("charging_session.meter_stop_wh", p.meter_stop_wh),
@@ -289,10 +271,8 @@ fn charging_session(p: &ev::ChargingSession) -> Check {
 }
 
 fn parking_site_counts(p: &ev::ParkingSiteCounts) -> Check {
-    id("parking_site_counts.site_id", &p.site_id)?;
     positive_u32("parking_site_counts.total_spots", p.total_spots)?;
     required_enum::<ev::ParkingSiteStatus>("parking_site_counts.status", p.status)?;
-    text("parking_site_counts.village", &p.village, MAX_ID_BYTES)?;
     let in_use = u64::from(p.occupied) + u64::from(p.available);
     if in_use > u64::from(p.total_spots) {
         return Err(Rejection::new(
@@ -336,15 +316,11 @@ fn parking_site_counts(p: &ev::ParkingSiteCounts) -> Check {
 }
 
 fn parking_spot_status(p: &ev::ParkingSpotStatus) -> Check {
-    id("parking_spot_status.site_id", &p.site_id)?;
-    id("parking_spot_status.spot_id", &p.spot_id)?;
     required_enum::<ev::ParkingSpotState>("parking_spot_status.state", p.state)?;
-    optional_enum::<ev::DetectionMethod>("parking_spot_status.detection", p.detection)?;
-    text("parking_spot_status.village", &p.village, MAX_ID_BYTES)
+    optional_enum::<ev::DetectionMethod>("parking_spot_status.detection", p.detection)
 }
 
 fn vehicle_position(p: &ev::VehiclePosition) -> Check {
-    id("vehicle_position.vehicle_id", &p.vehicle_id)?;
     required_enum::<ev::VehicleRole>("vehicle_position.role", p.role)?;
     range("vehicle_position.speed_kmh", p.speed_kmh, 0.0, 250.0)?;
     if let Some(heading) = p.heading_deg {
@@ -373,21 +349,10 @@ fn vehicle_position(p: &ev::VehiclePosition) -> Check {
             format!("passengers ({passengers}) must be in 0..200"),
         ));
     }
-    text("vehicle_position.route_id", &p.route_id, MAX_ID_BYTES)?;
-    text("vehicle_position.trip_id", &p.trip_id, MAX_ID_BYTES)?;
-    text("vehicle_position.stop_id", &p.stop_id, MAX_ID_BYTES)
+    Ok(())
 }
 
 fn patrol_check_in(p: &ev::PatrolCheckIn) -> Check {
-    id("patrol_check_in.patrol_id", &p.patrol_id)?;
-    id("patrol_check_in.team_id", &p.team_id)?;
-    text(
-        "patrol_check_in.inspector_id",
-        &p.inspector_id,
-        MAX_ID_BYTES,
-    )?;
-    id("patrol_check_in.checkpoint_id", &p.checkpoint_id)?;
-    id("patrol_check_in.village", &p.village)?;
     optional_enum::<ev::CheckInMethod>("patrol_check_in.method", p.method)?;
     let mut seen = Vec::with_capacity(p.compliance.len());
     for (i, item) in p.compliance.iter().enumerate() {
@@ -429,30 +394,17 @@ fn patrol_check_in(p: &ev::PatrolCheckIn) -> Check {
             ),
         ));
     }
-    for (i, reference) in p.photo_refs.iter().enumerate() {
-        id(&format!("patrol_check_in.photo_refs[{i}]"), reference)?;
-    }
-    text(
-        "patrol_check_in.follow_up_request_id",
-        &p.follow_up_request_id,
-        MAX_ID_BYTES,
-    )
+    Ok(())
 }
 
 fn bin_reading(p: &ev::BinReading) -> Check {
-    id("bin_reading.bin_id", &p.bin_id)?;
     required_enum::<ev::WasteClass>("bin_reading.waste_class", p.waste_class)?;
     range("bin_reading.fill_level", p.fill_level, 0.0, 1.0)?;
     optional_enum::<ev::BinStatus>("bin_reading.status", p.status)?;
-    optional_timestamp("bin_reading.last_emptied_at", p.last_emptied_at.as_ref())?;
-    text("bin_reading.village", &p.village, MAX_ID_BYTES)
+    optional_timestamp("bin_reading.last_emptied_at", p.last_emptied_at.as_ref())
 }
 
 fn waste_collection(p: &ev::WasteCollection) -> Check {
-    id("waste_collection.truck_id", &p.truck_id)?;
-    text("waste_collection.bin_id", &p.bin_id, MAX_ID_BYTES)?;
-    text("waste_collection.station_id", &p.station_id, MAX_ID_BYTES)?;
-    text("waste_collection.village", &p.village, MAX_ID_BYTES)?;
     if p.bin_id.is_empty() && p.station_id.is_empty() {
         return Err(Rejection::new(
             ReasonCode::MissingField,
@@ -494,25 +446,23 @@ fn waste_collection(p: &ev::WasteCollection) -> Check {
 
 fn service_request(p: &ev::ServiceRequestTransition) -> Check {
     use ev::RequestTransition;
-    id("service_request.request_id", &p.request_id)?;
     let transition =
         required_enum::<RequestTransition>("service_request.transition", p.transition)?;
     required_enum::<ev::RequestCategory>("service_request.category", p.category)?;
-    id("service_request.village", &p.village)?;
-    text(
-        "service_request.service_code",
-        &p.service_code,
-        MAX_ID_BYTES,
-    )?;
     text("service_request.address", &p.address, 500)?;
-    text("service_request.department", &p.department, MAX_ID_BYTES)?;
     text("service_request.note", &p.note, MAX_TEXT_BYTES)?;
     optional_timestamp("service_request.expected_by", p.expected_by.as_ref())?;
     if transition == RequestTransition::Created {
         required_enum::<ev::RequestChannel>("service_request.channel", p.channel)?;
     } else {
         optional_enum::<ev::RequestChannel>("service_request.channel", p.channel)?;
-        id("service_request.department", &p.department)?;
+        if p.department.is_empty() {
+            return Err(Rejection::new(
+                ReasonCode::MissingField,
+                "service_request.department",
+                "service_request.department is required from ASSIGNED on",
+            ));
+        }
     }
     Ok(())
 }
@@ -531,26 +481,8 @@ pub fn normalise(event: &mut Event) {
 
 // ---- field rules -------------------------------------------------------
 
-/// A required identifier: non-empty, short, printable, no surrounding spaces.
-fn id(path: &str, value: &str) -> Check {
-    if value.is_empty() {
-        return Err(Rejection::new(
-            ReasonCode::MissingField,
-            path,
-            format!("{path} is required"),
-        ));
-    }
-    if value.trim() != value {
-        return Err(Rejection::new(
-            ReasonCode::InvalidFormat,
-            path,
-            format!("{path} has leading or trailing white space"),
-        ));
-    }
-    text(path, value, MAX_ID_BYTES)
-}
-
-/// An optional string: bounded length, no control characters.
+/// Free text (identifiers have their own rule, in `identifiers`): bounded
+/// length, no control characters but the newline.
 fn text(path: &str, value: &str, max_bytes: usize) -> Check {
     if value.len() > max_bytes {
         return Err(Rejection::new(
@@ -567,6 +499,23 @@ fn text(path: &str, value: &str, max_bytes: usize) -> Check {
         ));
     }
     Ok(())
+}
+
+/// Empty, or a SHA-256 digest as 64 hex digits: a raw card number or token
+/// (personal data) never fits.
+fn sha256_hex(path: &str, value: &str) -> Check {
+    if value.is_empty() || (value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        ReasonCode::InvalidFormat,
+        path,
+        format!(
+            "{path} must be the SHA-256 of the token as 64 hex digits, never the token itself \
+             ({} characters sent)",
+            value.chars().count()
+        ),
+    ))
 }
 
 fn finite(path: &str, value: f64) -> Check {

@@ -126,8 +126,9 @@ pub enum Source {
     },
     /// A raw table, read with `FINAL` so a repeated event counts once.
     Raw(&'static str),
-    /// A subquery of one row per entity (request, trip, vehicle-bucket) with
-    /// a time column `t`; it applies the tenant and time range itself.
+    /// A subquery of one row per entity (request, trip, vehicle-bucket,
+    /// connector-status interval per slot) with a time column `t`; it
+    /// applies the tenant and time range itself.
     Entity(fn(&mut Sql, &Scope<'_>)),
 }
 
@@ -368,39 +369,34 @@ const PATROL_DIMS: &[Dim] = &[
 pub static METRICS: &[Metric] = &[
     Metric {
         name: "charger_utilisation",
-        description: "Share of observed connector time spent charging, from the time-in-status roll-up.",
-        source: Source::Rollup {
-            five_minutes: "charger_status_5m",
-            hour: "charger_status_1h",
-        },
+        description: "Share of observed connector time spent charging, from the raw status events in event-time order (late events included): a status lasts until the connector's next status event, at most 7 days; a connector's newest status is not counted until the next one arrives. Connector 0 (OCPP: a charging station as a whole) is not a connector and is not counted.",
+        source: Source::Entity(crate::intervals::charger_intervals),
         dimensions: CHARGER_DIMS,
         default_group_by: &["site"],
-        // Connector 0 is a charging station as a whole (OCPP connectorId 0):
-        // its status is kept, but it is not a connector to count time on.
         measures: &[
             Measure {
                 name: "utilisation",
-                expr: "if(sumIf(seconds, connector_id > 0) = 0, 0, sumIf(seconds, status = 'charging' AND connector_id > 0) / sumIf(seconds, connector_id > 0))",
+                expr: "if(sum(seconds) = 0, 0, sumIf(seconds, status = 'charging') / sum(seconds))",
                 description: "charging_seconds / observed_seconds (0–1)",
             },
             Measure {
                 name: "charging_seconds",
-                expr: "sumIf(seconds, status = 'charging' AND connector_id > 0)",
+                expr: "sumIf(seconds, status = 'charging')",
                 description: "seconds in status charging",
             },
             Measure {
                 name: "faulted_seconds",
-                expr: "sumIf(seconds, status = 'faulted' AND connector_id > 0)",
+                expr: "sumIf(seconds, status = 'faulted')",
                 description: "seconds in status faulted",
             },
             Measure {
                 name: "observed_seconds",
-                expr: "sumIf(seconds, connector_id > 0)",
-                description: "seconds with a known status (connectors numbered from 1; connector 0, a station as a whole, is not counted)",
+                expr: "sum(seconds)",
+                description: "seconds with a known status",
             },
             Measure {
                 name: "connectors",
-                expr: "uniqExactIf(device_id, connector_id > 0)",
+                expr: "uniqExact(device_id)",
                 description: "connectors reporting",
             },
         ],

@@ -12,6 +12,7 @@ pub mod core;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod intervals;
 pub mod live;
 pub mod metrics;
 pub mod sql;

@@ -44,6 +44,14 @@ flags (environment variable in brackets):
                       [CITYBRAIN_SIMULATOR_OCPP_URL] (ws://127.0.0.1:9220/ocpp)
   --ocpp-password PW  every station's password [CITYBRAIN_SIMULATOR_OCPP_PASSWORD]
                       (the development password of deploy/local/dev-ocpp-stations.toml)
+  --vehicles-via-jt808 HOST:PORT
+                      once live, the vehicles of --jt808-terminals report as JT/T 808
+                      terminals to the jt808 gateway at HOST:PORT instead of through
+                      ingest [CITYBRAIN_SIMULATOR_VEHICLES_VIA_JT808] (off)
+  --jt808-terminals FILE
+                      the gateway's terminal registry: which vehicles, which
+                      terminal numbers and plates [CITYBRAIN_SIMULATOR_JT808_TERMINALS]
+                      (deploy/local/jt808-terminals.toml)
 ";
 
 /// The password of every station in `deploy/local/dev-ocpp-stations.toml`
@@ -90,6 +98,11 @@ pub struct SimulatorConfig {
     pub chargers_via_ocpp: Option<String>,
     /// The stations' OCPP password.
     pub ocpp_password: String,
+    /// The jt808 gateway (`host:port`) that the registry's vehicles report
+    /// to once the simulator runs live.
+    pub vehicles_via_jt808: Option<String>,
+    /// The terminal registry shared with the gateway.
+    pub jt808_terminals: std::path::PathBuf,
 }
 
 /// Why the settings could not be used.
@@ -128,6 +141,8 @@ impl SimulatorConfig {
             send_after: None,
             chargers_via_ocpp: None,
             ocpp_password: DEV_OCPP_PASSWORD.into(),
+            vehicles_via_jt808: None,
+            jt808_terminals: "deploy/local/jt808-terminals.toml".into(),
         }
     }
 
@@ -168,6 +183,13 @@ impl SimulatorConfig {
                 text => Some(parse("send-after", text.to_string())?),
             },
             ocpp_password: env.string_or("CITYBRAIN_SIMULATOR_OCPP_PASSWORD", DEV_OCPP_PASSWORD),
+            vehicles_via_jt808: env.optional("CITYBRAIN_SIMULATOR_VEHICLES_VIA_JT808"),
+            jt808_terminals: env
+                .string_or(
+                    "CITYBRAIN_SIMULATOR_JT808_TERMINALS",
+                    &defaults.jt808_terminals.to_string_lossy(),
+                )
+                .into(),
             ..defaults
         };
         let mut ocpp = env.bool_or("CITYBRAIN_SIMULATOR_CHARGERS_VIA_OCPP", false)?;
@@ -192,6 +214,10 @@ impl SimulatorConfig {
                 "--chargers-via-ocpp" => ocpp = true,
                 "--ocpp-url" => ocpp_url = value("ocpp-url")?,
                 "--ocpp-password" => config.ocpp_password = value("ocpp-password")?,
+                "--vehicles-via-jt808" => {
+                    config.vehicles_via_jt808 = Some(value("vehicles-via-jt808")?);
+                }
+                "--jt808-terminals" => config.jt808_terminals = value("jt808-terminals")?.into(),
                 "-h" | "--help" => return Err(ConfigFault::Help),
                 other => return Err(ConfigFault::Usage(format!("unknown flag {other:?}"))),
             }
@@ -252,6 +278,13 @@ impl SimulatorConfig {
                 "expected ws://host:port/ocpp (the gateway's charger endpoint)",
             );
         }
+        if let Some(addr) = &self.vehicles_via_jt808
+            && addr
+                .rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            return invalid("vehicles-via-jt808", addr.clone(), "expected HOST:PORT");
+        }
         Ok(())
     }
 }
@@ -291,6 +324,13 @@ mod tests {
         assert_eq!(config.batch_size, 200);
         assert!(!config.progress);
         assert_eq!(config.api_key, DEV_API_KEY);
+        let jt808 = SimulatorConfig::from_args(args(
+            "run --vehicles-via-jt808 127.0.0.1:6808 --jt808-terminals t.toml",
+        ))
+        .unwrap();
+        assert_eq!(jt808.vehicles_via_jt808.as_deref(), Some("127.0.0.1:6808"));
+        assert_eq!(jt808.jt808_terminals, std::path::PathBuf::from("t.toml"));
+        assert!(SimulatorConfig::from_args(args("run --vehicles-via-jt808 gateway")).is_err());
         let resumed = SimulatorConfig::from_args(args("run --send-after 1780000000")).unwrap();
         assert_eq!(resumed.send_after, Some(1_780_000_000));
         assert!(SimulatorConfig::from_args(args("run --send-after soon")).is_err());

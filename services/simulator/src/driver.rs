@@ -5,6 +5,7 @@
 use crate::client::{ClientError, Counters, IngestClient};
 use crate::clock::{self, DAY, Millis, SECOND};
 use crate::config::{Mode, SimulatorConfig};
+use crate::jt808::Fleet;
 use crate::progress::Progress;
 use crate::town::{Town, TownConfig};
 use citybrain_proto::events::v1::Event;
@@ -91,6 +92,8 @@ pub enum RunError {
     Client(#[from] ClientError),
     #[error("the model generator stopped unexpectedly: {0}")]
     Generator(String),
+    #[error("--vehicles-via-jt808: {0}")]
+    Jt808(#[from] citybrain_jt808_gateway::registry::RegistryError),
 }
 
 struct Batch {
@@ -120,6 +123,10 @@ pub async fn run_plan(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Summary, RunError> {
     let client = IngestClient::new(&config.ingest_url, &config.api_key)?;
+    let fleet = match &config.vehicles_via_jt808 {
+        Some(addr) => Some(Fleet::start(addr, &config.jt808_terminals)?),
+        None => None,
+    };
     let town = Town::new(TownConfig {
         seed: config.seed,
         origin: plan.origin,
@@ -187,12 +194,16 @@ pub async fn run_plan(
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
         reached = batch.last_at;
-        // Charging events go to their stations' sockets here, in order;
-        // the rest to ingest.
-        let events = match chargers.as_mut() {
-            Some(chargers) => chargers.route(batch.events).await,
-            None => batch.events,
-        };
+        let mut events = batch.events;
+        // Live positions of the fleet's vehicles go through their terminals;
+        // history (and everything else) through ingest.
+        if live && let Some(fleet) = &fleet {
+            events = fleet.take(events);
+        }
+        // Charging events go to their stations' sockets here, in order.
+        if let Some(chargers) = chargers.as_mut() {
+            events = chargers.route(events).await;
+        }
         let (client, shared) = (client.clone(), counters.clone());
         calls.spawn(async move {
             let result = if events.is_empty() {
@@ -236,6 +247,18 @@ pub async fn run_plan(
     }
     if !live {
         progress.finish(reached, &counters);
+    }
+    if let Some(fleet) = fleet {
+        let c = fleet.counters.clone();
+        fleet.close(config.drain_timeout).await;
+        let get = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            stored = get(&c.stored),
+            refused = get(&c.refused),
+            dropped = get(&c.dropped),
+            resent = get(&c.resent),
+            "positions sent through the jt808 gateway"
+        );
     }
     if let Err(err) = generator.await {
         return Err(RunError::Generator(err.to_string()));

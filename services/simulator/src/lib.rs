@@ -8,12 +8,15 @@
 //! - [`driver::run`]: live, backfill, or both, with a progress bar.
 //! - [`ocpp::Chargers`]: with `--chargers-via-ocpp`, the chargers speak
 //!   OCPP 1.6 to the OCPP gateway instead.
+//! - [`jt808::Fleet`]: vehicles that report as JT/T 808 terminals to the
+//!   jt808 gateway once live (`--vehicles-via-jt808`).
 
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod geo;
+pub mod jt808;
 pub mod model;
 pub mod ocpp;
 pub mod progress;

@@ -53,7 +53,7 @@ use crate::config::SinkConfig;
 use crate::consumer::{RebalanceNote, SinkContext};
 use crate::dead_letter::{DeadLetter, DeadLetterProducer};
 use crate::metrics;
-use crate::rows::{self, ConnectorStatusRow, Lineage};
+use crate::rows::{self, Lineage};
 use crate::store::{Store, StoreError, StoredOffsets};
 use citybrain_proto::feed::Kind;
 use citybrain_proto::record;
@@ -709,10 +709,6 @@ impl Pipeline {
             metrics::dead_lettered(letter.reason);
         }
 
-        if !self.batch.tables.connector_status.is_empty() {
-            self.add_previous_status().await?;
-        }
-
         // The tables are written concurrently: each still gets the batch's
         // rows in one INSERT and the next batch starts only when all are
         // done, so every table's stored offsets stay a prefix (module doc).
@@ -842,25 +838,6 @@ impl Pipeline {
                 "the failed attempt had stored some rows after all; not inserting them again"
             );
         }
-        Ok(())
-    }
-
-    /// Fills in `prev_status`/`prev_observed_at` of connector-status rows from
-    /// the stored state, for the time-in-status roll-up.
-    async fn add_previous_status(&mut self) -> Result<(), RetryLater> {
-        let rows = &mut self.batch.tables.connector_status;
-        let keys: Vec<(String, String)> = rows
-            .iter()
-            .map(|r| (r.tenant_id.clone(), r.device_id.clone()))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let latest = self
-            .store
-            .latest_connector_status(&keys)
-            .await
-            .map_err(RetryLater::Lookup)?;
-        chain_statuses(rows, &latest);
         Ok(())
     }
 
@@ -1064,119 +1041,9 @@ fn record_freshness<R: TableRow>(kind: Kind, rows: &[R]) {
     }
 }
 
-/// Links each connector-status row to the status before it: the stored one
-/// (`latest`) or an earlier row of the same connector in this batch. A row
-/// older than what is known (late data) ends no interval.
-pub fn chain_statuses(
-    rows: &mut [ConnectorStatusRow],
-    latest: &HashMap<(String, String), (String, u32)>,
-) {
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (ra, rb) = (&rows[a], &rows[b]);
-        (
-            &ra.tenant_id,
-            &ra.device_id,
-            ra.observed_at,
-            ra.observed_ms,
-            ra.kafka_offset,
-        )
-            .cmp(&(
-                &rb.tenant_id,
-                &rb.device_id,
-                rb.observed_at,
-                rb.observed_ms,
-                rb.kafka_offset,
-            ))
-    });
-    let mut previous: HashMap<(String, String), (String, u32)> = HashMap::new();
-    for index in order {
-        let row = &mut rows[index];
-        let key = (row.tenant_id.clone(), row.device_id.clone());
-        let known = previous.get(&key).or_else(|| latest.get(&key)).cloned();
-        row.prev_status.clear();
-        row.prev_observed_at = 0;
-        match known {
-            Some((status, at)) if at <= row.observed_at => {
-                row.prev_status = status;
-                row.prev_observed_at = at;
-                previous.insert(key, (row.status.clone(), row.observed_at));
-            }
-            Some(_) => {}
-            None => {
-                previous.insert(key, (row.status.clone(), row.observed_at));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn status_row(device: &str, at: u32, status: &str, offset: u64) -> ConnectorStatusRow {
-        ConnectorStatusRow {
-            event_id: uuid::Uuid::new_v4(),
-            tenant_id: "t".into(),
-            source_id: String::new(),
-            device_id: device.into(),
-            observed_at: at,
-            observed_ms: 0,
-            seq_no: None,
-            latitude: None,
-            longitude: None,
-            altitude_m: None,
-            accuracy_m: None,
-            received_at: at,
-            kafka_topic: "x".into(),
-            kafka_partition: 0,
-            kafka_offset: offset,
-            kafka_cluster: "c".into(),
-            station_id: String::new(),
-            evse_id: 0,
-            connector_id: 1,
-            status: status.into(),
-            vendor_status: String::new(),
-            error_code: String::new(),
-            vendor_error_code: String::new(),
-            info: String::new(),
-            site: String::new(),
-            prev_status: "stale".into(),
-            prev_observed_at: 1,
-        }
-    }
-
-    #[test]
-    fn statuses_chain_from_the_stored_state_in_time_order() {
-        // Arrival order differs from time order; a late row ends nothing.
-        let mut rows = vec![
-            status_row("a", 300, "available", 2),
-            status_row("a", 200, "charging", 1),
-            status_row("a", 50, "faulted", 3),
-            status_row("b", 10, "charging", 4),
-        ];
-        let latest = HashMap::from([(
-            ("t".to_string(), "a".to_string()),
-            ("preparing".to_string(), 100),
-        )]);
-        chain_statuses(&mut rows, &latest);
-        assert_eq!(
-            (rows[1].prev_status.as_str(), rows[1].prev_observed_at),
-            ("preparing", 100)
-        );
-        assert_eq!(
-            (rows[0].prev_status.as_str(), rows[0].prev_observed_at),
-            ("charging", 200)
-        );
-        assert_eq!(
-            (rows[2].prev_status.as_str(), rows[2].prev_observed_at),
-            ("", 0)
-        );
-        assert_eq!(
-            (rows[3].prev_status.as_str(), rows[3].prev_observed_at),
-            ("", 0)
-        );
-    }
 
     #[test]
     fn stored_offsets_are_per_kind_and_partition() {

@@ -243,35 +243,6 @@ impl Store {
             .collect())
     }
 
-    /// The newest stored status and its time for each (tenant, device).
-    pub async fn latest_connector_status(
-        &self,
-        keys: &[(String, String)],
-    ) -> Result<HashMap<(String, String), (String, u32)>, StoreError> {
-        if keys.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let list = keys
-            .iter()
-            .map(|(tenant, device)| format!("({}, {})", quote(tenant), quote(device)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT tenant_id, device_id, argMax(status, observed_at), toUInt32(max(observed_at))
-             FROM {}.connector_status_latest
-             WHERE (tenant_id, device_id) IN ({list})
-             GROUP BY tenant_id, device_id",
-            self.database
-        );
-        let rows: Vec<(String, String, String, u32)> = self
-            .bounded(self.client.query_raw(&sql).fetch_all())
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(tenant, device, status, at)| ((tenant, device), (status, at)))
-            .collect())
-    }
-
     async fn bounded<T>(
         &self,
         call: impl Future<Output = Result<T, clickhouse::error::Error>>,

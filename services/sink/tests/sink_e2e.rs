@@ -28,32 +28,6 @@ fn seconds(event: &Event) -> u32 {
     event.observed_at.as_ref().unwrap().seconds as u32
 }
 
-/// Seconds each connector spent in each status, from the events themselves.
-fn time_in_status(events: &[Event]) -> BTreeMap<String, u64> {
-    let mut by_device: BTreeMap<&str, Vec<(u32, String)>> = BTreeMap::new();
-    for event in events {
-        if let Some(Payload::ConnectorStatus(p)) = &event.payload {
-            let status = citybrain_proto::events::v1::ConnectorStatusValue::try_from(p.status)
-                .unwrap()
-                .as_str_name()
-                .trim_start_matches("CONNECTOR_STATUS_VALUE_")
-                .to_ascii_lowercase();
-            by_device
-                .entry(&event.device_id)
-                .or_default()
-                .push((seconds(event), status));
-        }
-    }
-    let mut totals = BTreeMap::new();
-    for (_, mut changes) in by_device {
-        changes.sort();
-        for pair in changes.windows(2) {
-            *totals.entry(pair[0].1.clone()).or_insert(0) += u64::from(pair[1].0 - pair[0].0);
-        }
-    }
-    totals
-}
-
 /// The newest value per key, by observed time.
 fn latest<T: Clone>(
     events: &[Event],
@@ -214,21 +188,6 @@ async fn every_event_lands_once_and_the_rollups_agree() {
             &format!("SELECT count() FROM {db}.raw_service_request"),
         )
         .await;
-
-        // Time in status, against the events as sent.
-        let per_status: Vec<(String, u64)> = client
-            .query_raw(&format!(
-                "SELECT status, sum(seconds) FROM {db}.charger_status_{res} GROUP BY status ORDER BY status"
-            ))
-            .fetch_all()
-            .await
-            .unwrap();
-        let per_status: BTreeMap<String, u64> = per_status.into_iter().collect();
-        assert_eq!(
-            per_status,
-            time_in_status(&sent),
-            "seconds per status ({res})"
-        );
     }
 
     // Latest state against the newest event of each thing.

@@ -133,6 +133,7 @@ fn payload(kind: Kind) -> (&'static str, Payload) {
                 occupancy_status: ev::OccupancyStatus::ManySeatsAvailable as i32,
                 passengers: Some(6),
                 service_status: ev::ServiceStatus::OnRoute as i32,
+                ..Default::default()
             }),
         ),
         Kind::PatrolCheckIn => (

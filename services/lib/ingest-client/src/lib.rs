@@ -10,7 +10,9 @@
 //!   whether sending the same batch again can help);
 //! - [`event_id`]: deterministic event ids (UUIDv5), so that a device that
 //!   resends after a lost answer is stored once;
-//! - [`retryable_call`]: which whole-call failures are worth retrying.
+//! - [`retryable_call`]: which whole-call failures are worth retrying;
+//! - [`IngestClient::serving`]: ingest's gRPC health (SERVING only while
+//!   Kafka is reachable), for a gateway's readiness.
 //!
 //! A gateway tells its device "stored" only for [`EventOutcome::Accepted`]
 //! (and [`EventOutcome::Duplicate`], whose first copy in the call was
@@ -25,10 +27,15 @@ use std::time::Duration;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 use uuid::Uuid;
 
 /// The metadata entry that carries the API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
+/// The gRPC health-checking service name of the ingest API.
+pub const HEALTH_SERVICE: &str = "citybrain.ingest.v1.IngestService";
 /// Largest answer accepted (one result per event, with messages).
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -109,6 +116,7 @@ pub struct EventAnswer {
 #[derive(Clone)]
 pub struct IngestClient {
     grpc: IngestServiceClient<Channel>,
+    health: HealthClient<Channel>,
     api_key: AsciiMetadataValue,
 }
 
@@ -124,10 +132,28 @@ impl IngestClient {
             .connect_timeout(Duration::from_secs(5).min(timeout))
             .timeout(timeout)
             .tcp_nodelay(true);
-        let grpc = IngestServiceClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(MAX_RESPONSE_BYTES);
+        let channel = endpoint.connect_lazy();
+        let health = HealthClient::new(channel.clone());
+        let grpc = IngestServiceClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES);
         let api_key = api_key.parse().map_err(|_| ClientError::Key)?;
-        Ok(Self { grpc, api_key })
+        Ok(Self {
+            grpc,
+            health,
+            api_key,
+        })
+    }
+
+    /// Whether ingest reports the ingest API SERVING (gRPC health checking;
+    /// ingest does so only while Kafka is reachable). False when it cannot
+    /// be asked.
+    pub async fn serving(&self) -> bool {
+        let request = HealthCheckRequest {
+            service: HEALTH_SERVICE.into(),
+        };
+        match self.health.clone().check(request).await {
+            Ok(response) => response.into_inner().status == ServingStatus::Serving as i32,
+            Err(_) => false,
+        }
     }
 
     /// Sends one batch and returns one answer per event, in order.

@@ -320,11 +320,10 @@ fn localize_references(text: &str, db: &str, data_tables: &[String]) -> String {
 ///
 /// Replication is asynchronous: a part inserted on one replica reaches the
 /// others a moment later, or only once its replica is back if that replica
-/// stopped first. The sink reads what is stored (lineage, event ids, the
-/// latest connector status) from the replica it is connected to, and that
-/// read must see everything the partition's previous owner wrote, possibly
-/// through the other replica: so a sink that takes over a partition calls
-/// this first. It returns once, for every replicated table, the replica has
+/// stopped first. The sink reads what is stored (lineage, event ids) from
+/// the replica it is connected to, and that read must see everything the
+/// partition's previous owner wrote, possibly through the other replica: so
+/// a sink that takes over a partition calls this first. It returns once, for every replicated table, the replica has
 /// pulled the replication log up to the entries present at the call and
 /// fetched every part those entries name; merges and later inserts do not
 /// delay it. It waits as long as needed (the caller bounds it): a part that

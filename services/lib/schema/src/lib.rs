@@ -6,6 +6,10 @@
 //!   log (cluster id, topic, partition), kept by views in the same INSERT as
 //!   the rows (the sink resumes from it).
 //! - `<rollup>_5m` / `<rollup>_1h`: roll-ups kept by materialized views.
+//!   Time in status is not one of them: it depends on the event-time order
+//!   of a connector's events, which a view seeing one inserted block at a
+//!   time cannot know when events arrive late; the query service computes
+//!   it from `raw_connector_status` (migration 7 dropped the old roll-up).
 //! - `<thing>_latest`: the newest state of each connector, lot, vehicle, bin.
 //!
 //! [`migrate`] applies what is missing and records each applied version in

@@ -79,6 +79,12 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 7,
+        name: "time_in_status_at_query_time",
+        min_server: None,
+        render: time_in_status_at_query_time,
+    },
+    Migration {
+        version: 8,
         name: "charger_registers",
         min_server: None,
         render: charger_registers,
@@ -113,8 +119,9 @@ const RESOLUTIONS: [(&str, &str, u32); 2] = [
     ("1h", "toStartOfHour", 3600),
 ];
 
-/// The longest status interval the charger roll-up attributes (7 days); a
-/// connector silent for longer than that is not counted for the rest.
+/// The longest status interval migration 3's charger roll-up attributed (7
+/// days); a connector silent for longer was not counted for the rest. The
+/// roll-up is gone (migration 7); the query service keeps the same limit.
 const MAX_STATUS_INTERVAL_S: u32 = 7 * 24 * 3600;
 
 fn raw_tables(options: &SchemaOptions) -> Vec<String> {
@@ -135,7 +142,7 @@ fn log_lineage(options: &SchemaOptions) -> Vec<String> {
 
 fn charger_registers(options: &SchemaOptions) -> Vec<String> {
     split(
-        include_str!("../migrations/0007_charger_registers.sql"),
+        include_str!("../migrations/0008_charger_registers.sql"),
         options,
         &[],
     )
@@ -177,6 +184,15 @@ fn rollups(options: &SchemaOptions) -> Vec<String> {
                 ],
             )
         })
+        .collect()
+}
+
+/// Drops the time-in-status roll-up of migration 3, both resolutions.
+fn time_in_status_at_query_time(options: &SchemaOptions) -> Vec<String> {
+    let sql = include_str!("../migrations/0007_time_in_status_at_query_time.sql");
+    RESOLUTIONS
+        .iter()
+        .flat_map(|(res, _, _)| split(sql, options, &[("{res}", res)]))
         .collect()
 }
 
@@ -316,6 +332,20 @@ mod tests {
         }
         assert!(sql.contains("toStartOfFiveMinute(observed_at)"));
         assert!(sql.contains("2016)"), "7 days of 5-minute slots");
+    }
+
+    #[test]
+    fn time_in_status_rollups_are_dropped_view_first() {
+        let statements = MIGRATIONS[6].statements(&options());
+        assert_eq!(
+            statements,
+            [
+                "DROP TABLE IF EXISTS citybrain_x.charger_status_5m_mv",
+                "DROP TABLE IF EXISTS citybrain_x.charger_status_5m",
+                "DROP TABLE IF EXISTS citybrain_x.charger_status_1h_mv",
+                "DROP TABLE IF EXISTS citybrain_x.charger_status_1h",
+            ]
+        );
     }
 
     #[test]

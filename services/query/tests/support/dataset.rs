@@ -48,8 +48,8 @@ pub const CONNECTORS_B: &[Connector] = &[Connector {
 }];
 
 /// Seconds per status per `bucket` seconds, split at bucket boundaries,
-/// for connectors at `site` (as the roll-up defines it: the status an
-/// event ends, over the time since the previous event).
+/// for connectors at `site` (as `charger_utilisation` defines it: each status
+/// lasts until the connector's next event; the last one is not counted).
 pub fn status_seconds(
     connectors: &[Connector],
     site: Option<&str>,
@@ -218,7 +218,9 @@ pub const REQUESTS_A: &[Transition] = &[
 ];
 pub const REQUESTS_B: &[Transition] = &[
     ("r1", "roads", "v1", "road", 0, "created", Some(60)),
-    ("r7", "roads", "v1", "road", 100, "created", Some(60)),
+    // Due an hour after it was created (ingest refuses a request created
+    // after its deadline).
+    ("r7", "roads", "v1", "road", 100, "created", Some(3_700)),
 ];
 
 /// The waste classes a check-in grades, in the order of its results (a

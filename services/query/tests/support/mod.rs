@@ -24,7 +24,7 @@ use std::{
 // The query service reads the key file ingest reads: the same keys, so the
 // tenant that sent the events is the tenant that asks.
 pub use citybrain_tests::{FULL_KEY as KEY_A, OTHER_TENANT_KEY as KEY_B, TENANT as TENANT_A};
-pub use citybrain_tests::{RunningQuery as Service, TestDatabase, eventually, http::enc};
+pub use citybrain_tests::{RunningQuery as Service, TestDatabase, eventually, http::enc, with_key};
 
 /// 00:00:00 UTC on the Monday of the week that began 7 to 13 days ago:
 /// old enough that every bucket of the data set is closed and nothing is in
@@ -122,15 +122,6 @@ pub fn close(actual: &J, expected: f64, what: &str) {
         (actual - expected).abs() < 1e-6,
         "{what}: got {actual}, expected {expected}"
     );
-}
-
-/// A gRPC request carrying `key`.
-pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("x-api-key", key.parse().expect("key is ASCII"));
-    request
 }
 
 /// A gRPC timestamp `offset` seconds after t0.

@@ -505,6 +505,7 @@ impl Vehicle {
                 } else {
                     ServiceStatus::Parked
                 } as i32,
+                ..Default::default()
             }),
         );
     }

@@ -15,10 +15,9 @@ raw_row! {
         vendor_error_code: String,
         info: String,
         site: String,
-        /// The status this event ends and when it began; filled in by the
-        /// pipeline from the stored state just before the insert.
-        prev_status: String,
-        prev_observed_at: u32,
+        // The table's prev_status / prev_observed_at columns are no longer
+        // written (their defaults, '' and 0): time in status is computed by
+        // the query service from the events in event-time order.
     }
 }
 
@@ -72,8 +71,6 @@ pub(super) fn connector_status(envelope: Envelope, p: ev::ConnectorStatus) -> Co
         vendor_error_code: p.vendor_error_code,
         info: p.info,
         site: p.site,
-        prev_status: String::new(),
-        prev_observed_at: 0,
     })
 }
 

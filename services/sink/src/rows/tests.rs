@@ -67,7 +67,6 @@ fn envelope_and_payload_fields_are_mapped() {
         ("lucheng-dev", "citybrain.ev_charging.v1", 3, 42)
     );
     assert_eq!(row.latitude, Some(39.9012));
-    assert_eq!(row.prev_status, "");
 
     let bytes = ingested(samples::event(Kind::PatrolCheckIn, at));
     let RawRow::PatrolCheckIn(row) = decode(&bytes, Some(SCHEMA_VERSION), &lineage()).unwrap()
