@@ -29,7 +29,8 @@ pub trait Probe: Send {
     }
 }
 
-/// Checks `probe` every `interval` until `stop` is cancelled.
+/// Checks `probe` every `interval` until `stop` is cancelled; returns once
+/// the check in flight, if any, is done.
 pub async fn watch<P: Probe>(
     mut probe: P,
     readiness: Readiness,
@@ -39,10 +40,15 @@ pub async fn watch<P: Probe>(
     let name = probe.name();
     let mut was_up = None;
     loop {
-        let up = tokio::select! {
-            () = stop.cancelled() => return,
-            up = probe.check() => up,
-        };
+        if stop.is_cancelled() {
+            return;
+        }
+        // A check in flight is finished, not dropped: the blocking work a
+        // probe hands to a thread (a Kafka metadata request) would outlive a
+        // dropped future and the service's shutdown with it, still using the
+        // client, which librdkafka 2.12 crashed on when the test's topics
+        // were deleted right after. Checks bound their own time.
+        let up = probe.check().await;
         readiness.set(name, up);
         if was_up != Some(up) {
             if up {
@@ -117,5 +123,49 @@ mod tests {
         stop.cancel();
         task.await.unwrap();
         assert_eq!(changes.load(Ordering::SeqCst), 3);
+    }
+
+    struct Slow {
+        started: Arc<tokio::sync::Notify>,
+        finished: Arc<AtomicBool>,
+    }
+
+    impl Probe for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        async fn check(&mut self) -> bool {
+            self.started.notify_one();
+            let finished = self.finished.clone();
+            tokio::task::spawn_blocking(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                finished.store(true, Ordering::SeqCst);
+            })
+            .await
+            .is_ok()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_in_flight_finishes_before_watch_returns() {
+        let started = Arc::new(tokio::sync::Notify::new());
+        let finished = Arc::new(AtomicBool::new(false));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch(
+            Slow {
+                started: started.clone(),
+                finished: finished.clone(),
+            },
+            Readiness::new(),
+            Duration::from_secs(60),
+            stop.clone(),
+        ));
+        started.notified().await;
+        stop.cancel();
+        task.await.unwrap();
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "the blocking part outlived watch"
+        );
     }
 }
