@@ -22,8 +22,8 @@
 
 use crate::events::v1::Event;
 use prost::Message;
-use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor};
 use prost_reflect::SerializeOptions;
+use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor};
 use serde::de::DeserializeSeed;
 use serde_json::Value;
 use std::fmt;
@@ -86,10 +86,9 @@ pub fn decode_events(body: &[u8]) -> Result<(Vec<Event>, Shape), JsonError> {
     match value {
         Value::Object(ref fields) if fields.contains_key("events") => {
             let request = decode_message(value, INGEST_REQUEST)?;
-            let request = crate::ingest::v1::IngestRequest::decode(
-                request.encode_to_vec().as_slice(),
-            )
-            .map_err(|err| JsonError::whole(err.to_string()))?;
+            let request =
+                crate::ingest::v1::IngestRequest::decode(request.encode_to_vec().as_slice())
+                    .map_err(|err| JsonError::whole(err.to_string()))?;
             Ok((request.events, Shape::Request))
         }
         Value::Object(_) => Ok((vec![decode_event(value, "")?], Shape::Event)),

@@ -188,8 +188,21 @@ fn mangled_bodies_never_panic_and_fail_whole() {
         .map(|body| body.as_bytes().to_vec())
         .collect();
     let tokens: &[&[u8]] = &[
-        b"{", b"}", b"[", b"]", b",", b":", b"\"", b"null", b"-1", b"1e999", b"\"events\"",
-        b"\"\\ud800\"", b"18446744073709551616", b"\xff", b"true",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b",",
+        b":",
+        b"\"",
+        b"null",
+        b"-1",
+        b"1e999",
+        b"\"events\"",
+        b"\"\\ud800\"",
+        b"18446744073709551616",
+        b"\xff",
+        b"true",
     ];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for _ in 0..20_000 {

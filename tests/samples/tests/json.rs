@@ -1,8 +1,8 @@
 //! Every sample event survives the contract's JSON mapping unchanged, in each
 //! shape a body may take: what a device sends as JSON is what gRPC carries.
 
-use citybrain_proto::json::{Shape, decode_events, event_json};
 use citybrain_proto::feed::Kind;
+use citybrain_proto::json::{Shape, decode_events, event_json};
 use serde_json::Value;
 use std::time::{Duration, UNIX_EPOCH};
 
