@@ -10,7 +10,7 @@
 SHELL := /bin/bash
 STACK := deploy/local/stack.sh
 TEST_ENV := STACK_DIR=$(CURDIR)/.stack/test KAFKA_PORT=29092 BROKER_STORAGE=memory \
-            CLICKHOUSE_HTTP_PORT=28123 CLICKHOUSE_TCP_PORT=29000
+            CLICKHOUSE_HTTP_PORT=28123 CLICKHOUSE_TCP_PORT=29000 MQTT_PORT=21883
 export CITYBRAIN_CACHE ?= $(HOME)/.cache/citybrain
 
 .PHONY: run test test-cluster deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench chdb

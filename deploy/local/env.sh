@@ -11,6 +11,9 @@ STACK_DIR="${STACK_DIR:-$CITYBRAIN_ROOT/.stack}"
 KAFKA_PORT="${KAFKA_PORT:-19092}"
 CLICKHOUSE_HTTP_PORT="${CLICKHOUSE_HTTP_PORT:-18123}"
 CLICKHOUSE_TCP_PORT="${CLICKHOUSE_TCP_PORT:-19000}"
+# The MQTT broker (mosquitto) and the device registry its accounts come from.
+MQTT_PORT="${MQTT_PORT:-11883}"
+MQTT_DEVICES="${MQTT_DEVICES:-$CITYBRAIN_ROOT/deploy/local/dev-devices.toml}"
 # Tansu's storage. memory (the default) keeps the logs in the broker's
 # process: about 50,000 events/s here, and a restart starts empty logs under
 # a new cluster id (broker.sh). Nothing acknowledged is lost by that as long

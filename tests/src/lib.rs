@@ -12,12 +12,14 @@
 //!
 //! - [`samples`]: one valid event of every kind;
 //! - [`http`]: the one HTTP client (admin ports, the query API);
+//! - [`mqtt`]: device registries, a paho-mqtt device, the bridge's config;
 //! - [`eventually`]: polling for a condition with a deadline (no fixed sleeps).
 
 pub mod clickhouse;
 pub mod grafana;
 pub mod http;
 pub mod kafka;
+pub mod mqtt;
 pub mod process;
 pub mod services;
 
@@ -25,7 +27,9 @@ pub use citybrain_proto::feed::{Feed, Kind};
 pub use citybrain_samples as samples;
 pub use clickhouse::TestDatabase;
 pub use kafka::{TestTopics, feed_topics, header, read_topics, stored_events};
-pub use process::{BrokerStorage, ChildProcess, PrivateBroker, PrivateClickHouse};
+pub use process::{
+    BrokerStorage, ChildProcess, PrivateBroker, PrivateClickHouse, PrivateMosquitto,
+};
 pub use services::{
     RunningIngest, RunningQuery, RunningSink, ingest_all, ingest_client, ingest_config,
     query_config, sink_config, with_key,
