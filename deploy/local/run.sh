@@ -49,8 +49,9 @@ stop_everything() {
   trap - INT TERM EXIT
   set +e  # stop as much as possible, whatever fails
   echo >&2
-  say "stopping: simulator, then ingest (flushes to Kafka)"
+  say "stopping: simulator and the MQTT bridge, then ingest (flushes to Kafka)"
   stop_service citybrain-simulator
+  stop_service citybrain-mqtt-bridge
   stop_service citybrain-ingest
   if [ -n "${pid_of[citybrain-sink]:-}" ]; then
     say "waiting for the sink to store what Kafka still holds"
@@ -94,6 +95,9 @@ if [ "$BROKER_STORAGE" = sqlite ]; then
 fi
 SERVICE_ENV="$sink_env" start_service citybrain-sink
 start_service citybrain-query
+# Sensors over MQTT: the bridge reads the broker that stack.sh started.
+SERVICE_ENV="CITYBRAIN_MQTT_PORT=$MQTT_PORT CITYBRAIN_MQTT_DEVICES=$MQTT_DEVICES" \
+  start_service citybrain-mqtt-bridge
 wait_for ingest 30 port_open 50051 || die "ingest did not start; see $logs/citybrain-ingest.log"
 wait_for query 30 port_open 8080 || die "query did not start; see $logs/citybrain-query.log"
 wait_for sink 60 curl -fsS http://127.0.0.1:9102/readyz || die "sink not ready; see $logs/citybrain-sink.log"
@@ -121,6 +125,8 @@ cat <<INFO
 
 citybrain is running.
   ingest (gRPC)     127.0.0.1:50051   development API key: cb_dev_lucheng_simulator_key_0001
+  ingest (HTTP)     http://127.0.0.1:8088/v1/events   (JSON; OpenAPI: /openapi.json)
+  MQTT              127.0.0.1:$MQTT_PORT  citybrain/v1/<tenant>/<kind>/<device_id> (devices: $MQTT_DEVICES)
   query (HTTP)      http://127.0.0.1:8080   (OpenAPI: /openapi.json; gRPC on 127.0.0.1:50052)
   metrics           ingest http://127.0.0.1:9101/metrics, sink :9102, query :9103
   broker            127.0.0.1:$KAFKA_PORT
