@@ -23,6 +23,7 @@ run:
 ## end-to-end suites against a real broker and ClickHouse started here.
 test: lint deploy-check chdb
 	@$(TEST_ENV) bash $(STACK) up
+	cargo build --workspace --bins --locked
 	$(TEST_ENV) CITYBRAIN_KAFKA_BROKERS=127.0.0.1:29092 \
 	  CITYBRAIN_CLICKHOUSE_URL=http://127.0.0.1:28123 \
 	  CITYBRAIN_CHDB_PYTHON="$$(bash tests/chdb/install.sh)" \

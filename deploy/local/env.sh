@@ -26,3 +26,15 @@ BROKER_STORAGE="${BROKER_STORAGE:-memory}"
 TOPIC_PARTITIONS="${TOPIC_PARTITIONS:-4}"
 # The feed topics (proto/src/feed.rs) plus the sink's dead-letter topic.
 FEED_TOPICS="citybrain.ev_charging.v1 citybrain.parking.v1 citybrain.vehicles.v1 citybrain.sanitation.v1 citybrain.service_requests.v1 citybrain.dead_letter.v1"
+# The services `make run` starts, at these addresses (each is also the
+# service's own CITYBRAIN_* setting, so an exported value wins), and the
+# binaries it runs: a release build of this checkout unless CITYBRAIN_BIN_DIR
+# names a directory of already-built ones (then nothing is built).
+CITYBRAIN_INGEST_GRPC_ADDR="${CITYBRAIN_INGEST_GRPC_ADDR:-127.0.0.1:50051}"
+CITYBRAIN_INGEST_HTTP_ADDR="${CITYBRAIN_INGEST_HTTP_ADDR:-127.0.0.1:8088}"
+CITYBRAIN_INGEST_ADMIN_ADDR="${CITYBRAIN_INGEST_ADMIN_ADDR:-127.0.0.1:9101}"
+CITYBRAIN_SINK_ADMIN_ADDR="${CITYBRAIN_SINK_ADMIN_ADDR:-127.0.0.1:9102}"
+CITYBRAIN_QUERY_HTTP_ADDR="${CITYBRAIN_QUERY_HTTP_ADDR:-127.0.0.1:8080}"
+CITYBRAIN_QUERY_GRPC_ADDR="${CITYBRAIN_QUERY_GRPC_ADDR:-127.0.0.1:50052}"
+CITYBRAIN_QUERY_ADMIN_ADDR="${CITYBRAIN_QUERY_ADMIN_ADDR:-127.0.0.1:9103}"
+CITYBRAIN_BIN_DIR="${CITYBRAIN_BIN_DIR:-}"

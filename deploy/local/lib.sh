@@ -1,8 +1,11 @@
 # Helpers for the local stack scripts. Sourced, not executed.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# Messages never fail a script: stopping must go on when the terminal or the
+# pipe they went to is gone (`make run |& tee log`, then Ctrl-C: tee dies
+# first).
+say() { printf '==> %s\n' "$*" >&2 2>/dev/null || true; }
+die() { printf 'error: %s\n' "$*" >&2 2>/dev/null || true; exit 1; }
 
 # pid_alive FILE: the process recorded in FILE is running.
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

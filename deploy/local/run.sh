@@ -14,13 +14,23 @@ say "1/4 installing what is missing (the broker build takes ~15 min once)"
 bash "$here/install.sh"
 say "2/4 starting the stack"
 bash "$here/stack.sh" up
-say "3/4 building the services (release)"
-cargo build --release --locked --bins
+if [ -n "$CITYBRAIN_BIN_DIR" ]; then
+  bin_dir="$CITYBRAIN_BIN_DIR"
+  say "3/4 using the services built in $bin_dir"
+else
+  bin_dir="$CITYBRAIN_ROOT/target/release"
+  say "3/4 building the services (release)"
+  cargo build --release --locked --bins
+fi
 
 logs="$STACK_DIR/logs"
 mkdir -p "$logs"
 export CITYBRAIN_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export CITYBRAIN_CLICKHOUSE_URL="http://127.0.0.1:$CLICKHOUSE_HTTP_PORT"
+export CITYBRAIN_INGEST_GRPC_ADDR CITYBRAIN_INGEST_HTTP_ADDR CITYBRAIN_INGEST_ADMIN_ADDR CITYBRAIN_SINK_ADMIN_ADDR \
+  CITYBRAIN_QUERY_HTTP_ADDR CITYBRAIN_QUERY_GRPC_ADDR CITYBRAIN_QUERY_ADMIN_ADDR
+export CITYBRAIN_SIMULATOR_INGEST_URL="http://$CITYBRAIN_INGEST_GRPC_ADDR"
+port_of() { printf '%s' "${1##*:}"; }
 export CITYBRAIN_INGEST_API_KEYS="$here/dev-api-keys.toml"
 export CITYBRAIN_QUERY_API_KEYS="$here/dev-api-keys.toml"
 # Tansu 0.6.0 cannot bump an idempotent producer's epoch (librdkafka does so
@@ -42,13 +52,19 @@ stop_service() {
 # The sink's lag summed over its partitions (librdkafka's statistics, every
 # few seconds), or nothing if it does not answer.
 sink_lag() {
-  curl -fsS "http://127.0.0.1:9102/metrics" 2>/dev/null \
+  curl -fsS "http://$CITYBRAIN_SINK_ADMIN_ADDR/metrics" 2>/dev/null \
     | awk '/^citybrain_sink_consumer_lag_messages/ { lag += $NF; seen = 1 } END { if (seen) print lag + 0 }'
 }
 stop_everything() {
   trap - INT TERM EXIT
   set +e  # stop as much as possible, whatever fails
-  echo >&2
+  # Ctrl-C reaches a `| tee` (or `|& tee`) as well, and it dies first: with
+  # SIGPIPE at its default, the next message would kill this script (and
+  # stack.sh below it) half-way, leaving services and the stack running.
+  # Ignored, a write to the closed pipe only fails; the same goes for every
+  # command started from here (lib.sh's messages never fail a script).
+  trap '' PIPE
+  echo >&2 2>/dev/null
   say "stopping: simulator and the MQTT bridge, then ingest (flushes to Kafka)"
   stop_service citybrain-simulator
   stop_service citybrain-mqtt-bridge
@@ -78,7 +94,7 @@ trap stop_everything EXIT
 # only this script, which then stops them in order.
 start_service() {
   local name="$1"; shift
-  setsid env ${SERVICE_ENV:-} "target/release/$name" "$@" >>"$logs/$name.log" 2>&1 </dev/null &
+  setsid env ${SERVICE_ENV:-} "$bin_dir/$name" "$@" >>"$logs/$name.log" 2>&1 </dev/null &
   pid_of[$name]=$!
   say "started $name (log: $logs/$name.log)"
 }
@@ -96,11 +112,11 @@ fi
 SERVICE_ENV="$sink_env" start_service citybrain-sink
 start_service citybrain-query
 # Sensors over MQTT: the bridge reads the broker that stack.sh started.
-SERVICE_ENV="CITYBRAIN_MQTT_PORT=$MQTT_PORT CITYBRAIN_MQTT_DEVICES=$MQTT_DEVICES" \
+SERVICE_ENV="CITYBRAIN_MQTT_PORT=$MQTT_PORT CITYBRAIN_MQTT_DEVICES=$MQTT_DEVICES CITYBRAIN_MQTT_BRIDGE_INGEST_URL=http://$CITYBRAIN_INGEST_GRPC_ADDR" \
   start_service citybrain-mqtt-bridge
-wait_for ingest 30 port_open 50051 || die "ingest did not start; see $logs/citybrain-ingest.log"
-wait_for query 30 port_open 8080 || die "query did not start; see $logs/citybrain-query.log"
-wait_for sink 60 curl -fsS http://127.0.0.1:9102/readyz || die "sink not ready; see $logs/citybrain-sink.log"
+wait_for ingest 30 port_open "$(port_of "$CITYBRAIN_INGEST_GRPC_ADDR")" || die "ingest did not start; see $logs/citybrain-ingest.log"
+wait_for query 30 port_open "$(port_of "$CITYBRAIN_QUERY_HTTP_ADDR")" || die "query did not start; see $logs/citybrain-query.log"
+wait_for sink 60 curl -fsS "http://$CITYBRAIN_SINK_ADMIN_ADDR/readyz" || die "sink not ready; see $logs/citybrain-sink.log"
 
 # Resume: what ClickHouse holds of the simulated town was sent by an earlier
 # run (in time order, and the sink drained before it stopped); send only what
@@ -124,11 +140,11 @@ fi
 cat <<INFO
 
 citybrain is running.
-  ingest (gRPC)     127.0.0.1:50051   development API key: cb_dev_lucheng_simulator_key_0001
-  ingest (HTTP)     http://127.0.0.1:8088/v1/events   (JSON; OpenAPI: /openapi.json)
+  ingest (gRPC)     $CITYBRAIN_INGEST_GRPC_ADDR   development API key: cb_dev_lucheng_simulator_key_0001
+  ingest (HTTP)     http://$CITYBRAIN_INGEST_HTTP_ADDR/v1/events   (JSON; OpenAPI: /openapi.json)
   MQTT              127.0.0.1:$MQTT_PORT  citybrain/v1/<tenant>/<kind>/<device_id> (devices: $MQTT_DEVICES)
-  query (HTTP)      http://127.0.0.1:8080   (OpenAPI: /openapi.json; gRPC on 127.0.0.1:50052)
-  metrics           ingest http://127.0.0.1:9101/metrics, sink :9102, query :9103
+  query (HTTP)      http://$CITYBRAIN_QUERY_HTTP_ADDR   (OpenAPI: /openapi.json; gRPC on $CITYBRAIN_QUERY_GRPC_ADDR)
+  metrics           ingest http://$CITYBRAIN_INGEST_ADMIN_ADDR/metrics, sink http://$CITYBRAIN_SINK_ADMIN_ADDR/metrics, query http://$CITYBRAIN_QUERY_ADMIN_ADDR/metrics
   broker            127.0.0.1:$KAFKA_PORT
   ClickHouse        http://127.0.0.1:$CLICKHOUSE_HTTP_PORT  (database citybrain)
   dashboards        dashboards/README.md says how to load them into Grafana
@@ -136,9 +152,9 @@ citybrain is running.
 
 Try (the key is the development key):
   curl -s -H 'x-api-key: cb_dev_lucheng_simulator_key_0001' \
-    'http://127.0.0.1:8080/v1/live/connectors?status=charging'
+    'http://$CITYBRAIN_QUERY_HTTP_ADDR/v1/live/connectors?status=charging'
   curl -s -H 'x-api-key: cb_dev_lucheng_simulator_key_0001' \
-    "http://127.0.0.1:8080/v1/aggregates/charging_energy?from=\$(date -u -d '3 days ago' +%F)&to=\$(date -u -d tomorrow +%F)&bucket=day"
+    "http://$CITYBRAIN_QUERY_HTTP_ADDR/v1/aggregates/charging_energy?from=\$(date -u -d '3 days ago' +%F)&to=\$(date -u -d tomorrow +%F)&bucket=day"
 
 $history_note
 Ctrl-C stops everything (nothing acknowledged is lost).

@@ -111,13 +111,20 @@ impl ChildProcess {
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
-    /// Sends `signal` (e.g. `STOP`, `CONT`, `TERM`) with kill(1).
+    /// Sends `signal` (e.g. `STOP`, `CONT`, `TERM`) to the process.
     pub fn signal(&self, signal: &str) {
         let pid = self.pid();
         if pid != 0 {
-            let _ = Command::new("kill")
-                .args([format!("-{signal}"), pid.to_string()])
-                .status();
+            send_signal(signal, &pid.to_string());
+        }
+    }
+
+    /// Sends `signal` to the process group this process leads (started
+    /// with `CommandExt::process_group(0)`), as a terminal's Ctrl-C does.
+    pub fn signal_group(&self, signal: &str) {
+        let pid = self.pid();
+        if pid > 1 {
+            send_signal(signal, &format!("-{pid}"));
         }
     }
 
@@ -169,6 +176,16 @@ impl Drop for ChildProcess {
             }
         }
     }
+}
+
+/// kill(1) with the signal named by `-s` and the target after `--`: this
+/// machine's procps-ng 4.0.2 reads `kill -INT -1234` as kill(-1, SIGINT),
+/// every process there is.
+fn send_signal(signal: &str, target: &str) -> bool {
+    Command::new("kill")
+        .args(["-s", signal, "--", target])
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// A service binary started with `config` as its environment
