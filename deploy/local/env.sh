@@ -11,6 +11,9 @@ STACK_DIR="${STACK_DIR:-$CITYBRAIN_ROOT/.stack}"
 KAFKA_PORT="${KAFKA_PORT:-19092}"
 CLICKHOUSE_HTTP_PORT="${CLICKHOUSE_HTTP_PORT:-18123}"
 CLICKHOUSE_TCP_PORT="${CLICKHOUSE_TCP_PORT:-19000}"
+# The MQTT broker (mosquitto) and the device registry its accounts come from.
+MQTT_PORT="${MQTT_PORT:-11883}"
+MQTT_DEVICES="${MQTT_DEVICES:-$CITYBRAIN_ROOT/deploy/local/dev-devices.toml}"
 # Tansu's storage. memory (the default) keeps the logs in the broker's
 # process: about 50,000 events/s here, and a restart starts empty logs under
 # a new cluster id (broker.sh). Nothing acknowledged is lost by that as long
@@ -28,6 +31,7 @@ FEED_TOPICS="citybrain.ev_charging.v1 citybrain.parking.v1 citybrain.vehicles.v1
 # binaries it runs: a release build of this checkout unless CITYBRAIN_BIN_DIR
 # names a directory of already-built ones (then nothing is built).
 CITYBRAIN_INGEST_GRPC_ADDR="${CITYBRAIN_INGEST_GRPC_ADDR:-127.0.0.1:50051}"
+CITYBRAIN_INGEST_HTTP_ADDR="${CITYBRAIN_INGEST_HTTP_ADDR:-127.0.0.1:8088}"
 CITYBRAIN_INGEST_ADMIN_ADDR="${CITYBRAIN_INGEST_ADMIN_ADDR:-127.0.0.1:9101}"
 CITYBRAIN_SINK_ADMIN_ADDR="${CITYBRAIN_SINK_ADMIN_ADDR:-127.0.0.1:9102}"
 CITYBRAIN_QUERY_HTTP_ADDR="${CITYBRAIN_QUERY_HTTP_ADDR:-127.0.0.1:8080}"
@@ -35,4 +39,5 @@ CITYBRAIN_QUERY_GRPC_ADDR="${CITYBRAIN_QUERY_GRPC_ADDR:-127.0.0.1:50052}"
 CITYBRAIN_QUERY_ADMIN_ADDR="${CITYBRAIN_QUERY_ADMIN_ADDR:-127.0.0.1:9103}"
 CITYBRAIN_JT808_ADDR="${CITYBRAIN_JT808_ADDR:-127.0.0.1:6808}"
 CITYBRAIN_JT808_ADMIN_ADDR="${CITYBRAIN_JT808_ADMIN_ADDR:-127.0.0.1:9105}"
+CITYBRAIN_MQTT_BRIDGE_ADMIN_ADDR="${CITYBRAIN_MQTT_BRIDGE_ADMIN_ADDR:-127.0.0.1:9104}"
 CITYBRAIN_BIN_DIR="${CITYBRAIN_BIN_DIR:-}"
