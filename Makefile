@@ -10,10 +10,10 @@
 SHELL := /bin/bash
 STACK := deploy/local/stack.sh
 TEST_ENV := STACK_DIR=$(CURDIR)/.stack/test KAFKA_PORT=29092 BROKER_STORAGE=memory \
-            CLICKHOUSE_HTTP_PORT=28123 CLICKHOUSE_TCP_PORT=29000
+            CLICKHOUSE_HTTP_PORT=28123 CLICKHOUSE_TCP_PORT=29000 MQTT_PORT=21883
 export CITYBRAIN_CACHE ?= $(HOME)/.cache/citybrain
 
-.PHONY: run test test-cluster deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench bench-jt808 bench-ocpp chdb ocpp
+.PHONY: run test test-cluster deploy-check lint unit stack-up stack-down stack-status test-stack-down install bench bench-jt808 bench-ocpp chdb mqtt ocpp
 
 ## Install what is missing, start the stack and the services, feed them.
 run:
@@ -21,12 +21,13 @@ run:
 
 ## Every test: formatting, lints, deployment checks, unit tests and the
 ## end-to-end suites against a real broker and ClickHouse started here.
-test: lint deploy-check chdb ocpp
+test: lint deploy-check chdb mqtt ocpp
 	@$(TEST_ENV) bash $(STACK) up
 	cargo build --workspace --bins --locked
 	$(TEST_ENV) CITYBRAIN_KAFKA_BROKERS=127.0.0.1:29092 \
 	  CITYBRAIN_CLICKHOUSE_URL=http://127.0.0.1:28123 \
 	  CITYBRAIN_CHDB_PYTHON="$$(bash tests/chdb/install.sh)" \
+	  CITYBRAIN_PAHO_PYTHON="$$(bash tests/mqtt/install.sh)" \
 	  CITYBRAIN_OCPP_PYTHON="$$(bash tests/ocpp/install.sh)" \
 	  cargo test --workspace --locked
 	@$(MAKE) --no-print-directory test-cluster
@@ -46,6 +47,11 @@ test-cluster:
 ## every statement on 18.16 and on it; installed once into $(CITYBRAIN_CACHE).
 chdb:
 	@bash tests/chdb/install.sh >/dev/null
+
+## PyPI paho-mqtt, the MQTT client the bridge's suite publishes with as a
+## device would; installed once into $(CITYBRAIN_CACHE).
+mqtt:
+	@bash tests/mqtt/install.sh >/dev/null
 
 ## A real OCPP client (PyPI ocpp 2.1.0, which checks the gateway's answers
 ## against the official schemas) for the OCPP gateway's tests; installed once

@@ -28,9 +28,9 @@ logs="$STACK_DIR/logs"
 mkdir -p "$logs"
 export CITYBRAIN_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export CITYBRAIN_CLICKHOUSE_URL="http://127.0.0.1:$CLICKHOUSE_HTTP_PORT"
-export CITYBRAIN_INGEST_GRPC_ADDR CITYBRAIN_INGEST_ADMIN_ADDR CITYBRAIN_SINK_ADMIN_ADDR \
+export CITYBRAIN_INGEST_GRPC_ADDR CITYBRAIN_INGEST_HTTP_ADDR CITYBRAIN_INGEST_ADMIN_ADDR CITYBRAIN_SINK_ADMIN_ADDR \
   CITYBRAIN_QUERY_HTTP_ADDR CITYBRAIN_QUERY_GRPC_ADDR CITYBRAIN_QUERY_ADMIN_ADDR \
-  CITYBRAIN_JT808_ADDR CITYBRAIN_JT808_ADMIN_ADDR
+  CITYBRAIN_JT808_ADDR CITYBRAIN_JT808_ADMIN_ADDR CITYBRAIN_MQTT_BRIDGE_ADMIN_ADDR
 export CITYBRAIN_JT808_INGEST_URL="http://$CITYBRAIN_INGEST_GRPC_ADDR"
 export CITYBRAIN_SIMULATOR_INGEST_URL="http://$CITYBRAIN_INGEST_GRPC_ADDR"
 port_of() { printf '%s' "${1##*:}"; }
@@ -79,9 +79,10 @@ stop_everything() {
   # command started from here (lib.sh's messages never fail a script).
   trap '' PIPE
   echo >&2 2>/dev/null
-  say "stopping: simulator, the jt808 and OCPP gateways, then ingest (flushes to Kafka)"
+  say "stopping: simulator, the gateways (jt808, MQTT bridge, OCPP), then ingest (flushes to Kafka)"
   stop_service citybrain-simulator
   stop_service citybrain-jt808-gateway
+  stop_service citybrain-mqtt-bridge
   stop_service citybrain-ocpp-gateway
   stop_service citybrain-ingest
   if [ -n "${pid_of[citybrain-sink]:-}" ]; then
@@ -128,6 +129,9 @@ if [ "$BROKER_STORAGE" = sqlite ]; then
 fi
 SERVICE_ENV="$sink_env" start_service citybrain-sink
 start_service citybrain-query
+# Sensors over MQTT: the bridge reads the broker that stack.sh started.
+SERVICE_ENV="CITYBRAIN_MQTT_PORT=$MQTT_PORT CITYBRAIN_MQTT_DEVICES=$MQTT_DEVICES CITYBRAIN_MQTT_BRIDGE_INGEST_URL=http://$CITYBRAIN_INGEST_GRPC_ADDR" \
+  start_service citybrain-mqtt-bridge
 wait_for ingest 30 port_open "$(port_of "$CITYBRAIN_INGEST_GRPC_ADDR")" || die "ingest did not start; see $logs/citybrain-ingest.log"
 wait_for query 30 port_open "$(port_of "$CITYBRAIN_QUERY_HTTP_ADDR")" || die "query did not start; see $logs/citybrain-query.log"
 wait_for jt808-gateway 30 port_open "$(port_of "$CITYBRAIN_JT808_ADDR")" || die "the jt808 gateway did not start; see $logs/citybrain-jt808-gateway.log"
@@ -157,6 +161,8 @@ cat <<INFO
 
 citybrain is running.
   ingest (gRPC)     $CITYBRAIN_INGEST_GRPC_ADDR   development API key: cb_dev_lucheng_simulator_key_0001
+  ingest (HTTP)     http://$CITYBRAIN_INGEST_HTTP_ADDR/v1/events   (JSON; OpenAPI: /openapi.json)
+  MQTT              127.0.0.1:$MQTT_PORT  citybrain/v1/<tenant>/<kind>/<device_id> (devices: $MQTT_DEVICES)
   query (HTTP)      http://$CITYBRAIN_QUERY_HTTP_ADDR   (OpenAPI: /openapi.json; gRPC on $CITYBRAIN_QUERY_GRPC_ADDR)
   jt808 (TCP)       $CITYBRAIN_JT808_ADDR   JT/T 808 vehicle terminals (registry: deploy/local/jt808-terminals.toml)
   OCPP (WebSocket)  ws://$CITYBRAIN_OCPP_ADDR/ocpp/{chargePointId}   chargers (registry: deploy/local/dev-ocpp-stations.toml)

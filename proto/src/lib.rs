@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod feed;
+pub mod json;
 pub mod record;
 pub mod time;
 

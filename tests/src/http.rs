@@ -74,7 +74,9 @@ pub async fn request(
         .write_all(head.as_bytes())
         .await
         .expect("send request");
-    stream.write_all(body).await.expect("send body");
+    // A server may answer (413) and close before it read the whole body:
+    // the rest then cannot be sent, and the answer is still there to read.
+    let _ = stream.write_all(body).await;
     let mut raw = Vec::new();
     // A server that aborts a streamed answer resets the connection: keep
     // what arrived (the body is then incomplete).

@@ -6,18 +6,21 @@
 //! of its own ([`process`]). Services run in-process on port 0 through
 //! their public `serve` functions ([`services`]) or as their real binaries
 //! ([`process::spawn_service`]). Every test works under its own topic prefix
-//! and database, removed when the test ends however it ends
-//! ([`kafka::TestTopics`], [`clickhouse::TestDatabase`]), so tests never see
-//! each other's events and leave nothing behind.
+//! ([`kafka::TestTopics`]) and database ([`clickhouse::TestDatabase`],
+//! dropped when the test ends however it ends), so tests never see each
+//! other's events. Topics are not deleted: see [`kafka::TestTopics`] for the
+//! broker bug that makes deleting them crash librdkafka clients.
 //!
 //! - [`samples`]: one valid event of every kind;
 //! - [`http`]: the one HTTP client (admin ports, the query API);
+//! - [`mqtt`]: device registries, a paho-mqtt device, the bridge's config;
 //! - [`eventually`]: polling for a condition with a deadline (no fixed sleeps).
 
 pub mod clickhouse;
 pub mod grafana;
 pub mod http;
 pub mod kafka;
+pub mod mqtt;
 pub mod process;
 pub mod services;
 
@@ -25,7 +28,9 @@ pub use citybrain_proto::feed::{Feed, Kind};
 pub use citybrain_samples as samples;
 pub use clickhouse::TestDatabase;
 pub use kafka::{TestTopics, feed_topics, header, read_topics, stored_events};
-pub use process::{BrokerStorage, ChildProcess, PrivateBroker, PrivateClickHouse};
+pub use process::{
+    BrokerStorage, ChildProcess, PrivateBroker, PrivateClickHouse, PrivateMosquitto,
+};
 pub use services::{
     RunningIngest, RunningQuery, RunningSink, ingest_all, ingest_client, ingest_config,
     query_config, sink_config, with_key,

@@ -401,3 +401,64 @@ impl Drop for PrivateClickHouse {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A mosquitto of the test's own: its accounts and ACLs generated from
+/// `registry` by the stack's own script (`deploy/local/mosquitto.sh
+/// config`), its persistence in a scratch directory that survives
+/// [`PrivateMosquitto::kill`] and [`PrivateMosquitto::resume`].
+pub struct PrivateMosquitto {
+    pub port: u16,
+    dir: PathBuf,
+    process: Option<ChildProcess>,
+}
+
+impl PrivateMosquitto {
+    pub async fn start(registry: &Path) -> Self {
+        let mut broker = Self {
+            port: free_port(),
+            dir: scratch_dir("mosquitto"),
+            process: None,
+        };
+        let script = repo_root().join("deploy/local/mosquitto.sh");
+        let status = Command::new("bash")
+            .arg(&script)
+            .arg("config")
+            .arg(&broker.dir)
+            .arg(broker.port.to_string())
+            .arg(registry)
+            .status()
+            .unwrap_or_else(|err| panic!("bash {}: {err}", script.display()));
+        assert!(status.success(), "mosquitto.sh config failed");
+        broker.resume().await;
+        broker
+    }
+
+    /// Starts (again) on the same port, with the same persisted sessions.
+    pub async fn resume(&mut self) {
+        let mut command = Command::new("mosquitto");
+        command.arg("-c").arg(self.dir.join("mosquitto.conf"));
+        self.process = Some(ChildProcess::spawn("mosquitto", &mut command, &self.dir));
+        let port = self.port;
+        eventually(Duration::from_secs(20), "mosquitto to listen", || {
+            port_open(port)
+        })
+        .await;
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        self.process
+            .as_ref()
+            .map(ChildProcess::log)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for PrivateMosquitto {
+    fn drop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill_9();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -24,6 +24,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 pub fn ingest_config(brokers: &str, prefix: &str, key_file: PathBuf) -> IngestConfig {
     let mut config = IngestConfig::new(brokers);
     config.grpc_addr = ([127, 0, 0, 1], 0).into();
+    config.http_addr = ([127, 0, 0, 1], 0).into();
     config.admin_addr = ([127, 0, 0, 1], 0).into();
     config.api_keys_file = key_file;
     config.kafka.topic_prefix = prefix.to_string();
@@ -101,6 +102,8 @@ impl<E> Task<E> {
 /// An ingest service running in this process.
 pub struct RunningIngest {
     pub grpc_addr: SocketAddr,
+    /// `POST /v1/events` and `/openapi.json`.
+    pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     task: Task<citybrain_ingest::ServeError>,
 }
@@ -108,11 +111,14 @@ pub struct RunningIngest {
 impl RunningIngest {
     pub async fn start(config: IngestConfig) -> Self {
         let (grpc, grpc_addr) = bind(config.grpc_addr).await;
+        let (http, http_addr) = bind(config.http_addr).await;
         let (admin, admin_addr) = bind(config.admin_addr).await;
         let (stop, stopped) = Task::<citybrain_ingest::ServeError>::stop_signal();
-        let handle = tokio::spawn(citybrain_ingest::serve(config, grpc, admin, stopped));
+        let listeners = citybrain_ingest::Listeners { grpc, http, admin };
+        let handle = tokio::spawn(citybrain_ingest::serve(config, listeners, stopped));
         Self {
             grpc_addr,
+            http_addr,
             admin_addr,
             task: Task {
                 stop: Some(stop),
@@ -128,6 +134,11 @@ impl RunningIngest {
     /// GETs `path` from the admin port.
     pub async fn admin_get(&self, path: &str) -> Reply {
         http::get(self.admin_addr, path, &[]).await
+    }
+
+    /// POSTs `body` to `/v1/events` with `headers` (the key among them).
+    pub async fn post_events(&self, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        http::post(self.http_addr, "/v1/events", headers, body).await
     }
 
     /// Stops the service gracefully and returns how `serve` ended.

@@ -29,6 +29,9 @@ fn private_ports() -> Vec<(&'static str, u16)> {
         "CITYBRAIN_QUERY_ADMIN_ADDR",
         "CITYBRAIN_JT808_ADDR",
         "CITYBRAIN_JT808_ADMIN_ADDR",
+        "CITYBRAIN_INGEST_HTTP_ADDR",
+        "MQTT_PORT",
+        "CITYBRAIN_MQTT_BRIDGE_ADMIN_ADDR",
         "CITYBRAIN_OCPP_ADDR",
         "CITYBRAIN_OCPP_ADMIN_ADDR",
     ]
@@ -50,10 +53,11 @@ fn any_port_open(ports: &[(&str, u16)]) -> impl Future<Output = Vec<u16>> {
     }
 }
 
-/// Pid files of the stack under `dir` whose process still runs.
+/// Pid files of the stack (broker, ClickHouse, mosquitto) under `dir` whose
+/// process still runs.
 fn live_pid_files(dir: &Path) -> Vec<String> {
     let mut live = Vec::new();
-    for sub in ["broker", "clickhouse"] {
+    for sub in ["broker", "clickhouse", "mosquitto"] {
         let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
             continue;
         };
@@ -156,8 +160,8 @@ async fn ctrl_c_through_a_tee_stops_every_service_and_the_stack() {
     )
     .await;
     assert!(
-        live_pid_files(&stack).len() == 2,
-        "broker and ClickHouse run: {:?}",
+        live_pid_files(&stack).len() == 3,
+        "broker, ClickHouse and mosquitto run: {:?}",
         live_pid_files(&stack)
     );
 

@@ -10,6 +10,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 pub struct IngestConfig {
     /// `CITYBRAIN_INGEST_GRPC_ADDR`: where vendors connect (gRPC).
     pub grpc_addr: SocketAddr,
+    /// `CITYBRAIN_INGEST_HTTP_ADDR`: `POST /v1/events` (JSON) and
+    /// `/openapi.json`.
+    pub http_addr: SocketAddr,
     /// `CITYBRAIN_INGEST_ADMIN_ADDR`: `/metrics`, `/healthz`, `/readyz`.
     pub admin_addr: SocketAddr,
     /// `CITYBRAIN_INGEST_API_KEYS`: the TOML file of API keys (see `auth`).
@@ -92,6 +95,7 @@ impl IngestConfig {
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             grpc_addr: ([127, 0, 0, 1], 50051).into(),
+            http_addr: ([127, 0, 0, 1], 8088).into(),
             admin_addr: ([127, 0, 0, 1], 9101).into(),
             api_keys_file: "deploy/local/dev-api-keys.toml".into(),
             production: false,
@@ -123,6 +127,7 @@ impl IngestConfig {
         }
         Ok(Self {
             grpc_addr: env.var_or("CITYBRAIN_INGEST_GRPC_ADDR", d.grpc_addr)?,
+            http_addr: env.var_or("CITYBRAIN_INGEST_HTTP_ADDR", d.http_addr)?,
             admin_addr: env.var_or("CITYBRAIN_INGEST_ADMIN_ADDR", d.admin_addr)?,
             api_keys_file: env
                 .string_or(
@@ -180,6 +185,7 @@ impl ToEnv for IngestConfig {
         let p = &self.producer.settings;
         let mut vars = vec![
             ("CITYBRAIN_INGEST_GRPC_ADDR", self.grpc_addr.to_string()),
+            ("CITYBRAIN_INGEST_HTTP_ADDR", self.http_addr.to_string()),
             ("CITYBRAIN_INGEST_ADMIN_ADDR", self.admin_addr.to_string()),
             (
                 "CITYBRAIN_INGEST_API_KEYS",
@@ -260,6 +266,7 @@ mod tests {
         config.limits.max_stream_events = 7;
         config.validation.max_age = Duration::from_secs(3600);
         config.admin_addr = ([127, 0, 0, 1], 0).into();
+        config.http_addr = ([127, 0, 0, 1], 1).into();
         let read = IngestConfig::read(&Env::from_pairs(config.to_env())).unwrap();
         assert_eq!(read, config);
     }

@@ -10,6 +10,7 @@ pub use citybrain_keys as auth;
 mod batch;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod producer;
 pub mod service;
@@ -23,7 +24,7 @@ use crate::transport::Guarded;
 use citybrain_keys::KeyStore;
 use citybrain_proto::ingest::v1::ingest_service_server::IngestServiceServer;
 use citybrain_runtime::Readiness;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -45,18 +46,32 @@ pub enum ServeError {
     Grpc(#[from] tonic::transport::Error),
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error("admin HTTP server failed: {0}")]
+    #[error("HTTP server (admin or API) failed: {0}")]
     Admin(#[from] std::io::Error),
+}
+
+/// The listeners ingest serves on, bound by the caller (tests bind port 0).
+pub struct Listeners {
+    /// The gRPC API.
+    pub grpc: TcpListener,
+    /// `POST /v1/events` (JSON) and `/openapi.json`.
+    pub http: TcpListener,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub admin: TcpListener,
 }
 
 /// Runs ingest until `shutdown` resolves, then stops accepting calls, lets
 /// in-flight calls finish and flushes the producer.
 pub async fn serve(
     config: IngestConfig,
-    grpc_listener: TcpListener,
-    admin_listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let Listeners {
+        grpc: grpc_listener,
+        http: http_listener,
+        admin: admin_listener,
+    } = listeners;
     let keys = KeyStore::load(&config.api_keys_file, config.production)?;
     let producer = EventProducer::new(&config.kafka, &config.producer)?;
     let metrics_handle = citybrain_runtime::install_prometheus(metrics::BUCKETS);
@@ -101,13 +116,28 @@ pub async fn serve(
     // limit is the same, so it never acts. Answers are not limited: ours are
     // bounded by the event limits (an IngestStream answer lists the stream).
     let max_message = config.limits.max_batch_bytes;
+    let http_addr = http_listener.local_addr()?;
+    // One shutdown for both transports: each stops accepting, finishes its
+    // calls in flight, and only then is the producer flushed.
+    let closing = CancellationToken::new();
+    let http = tokio::spawn(
+        axum::serve(http_listener, http::router(handler.clone()))
+            .with_graceful_shutdown(closing.clone().cancelled_owned())
+            .into_future(),
+    );
     let ingest = Guarded::new(
         IngestServiceServer::new(handler).max_decoding_message_size(max_message),
         max_message,
     );
+    let close = closing.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        close.cancel();
+    });
 
     tracing::info!(
         grpc = %grpc_addr,
+        http = %http_addr,
         admin = %admin_addr,
         brokers = %config.kafka.brokers,
         "ingest serving"
@@ -117,8 +147,13 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ingest)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc_listener),
+            closing.clone().cancelled_owned(),
+        )
         .await;
+    closing.cancel();
+    let http_result = http.await;
 
     tracing::info!("no longer accepting calls; flushing the producer");
     if let Err(err) = producer.flush(FLUSH_TIMEOUT).await {
@@ -128,6 +163,9 @@ pub async fn serve(
     let _ = watcher.await;
     let admin_result = admin.await;
     grpc_result?;
+    if let Ok(result) = http_result {
+        result.map_err(ServeError::Admin)?;
+    }
     if let Ok(result) = admin_result {
         result?;
     }

@@ -15,6 +15,12 @@ async fn main() -> anyhow::Result<()> {
             config.grpc_addr
         )
     })?;
+    let http = TcpListener::bind(config.http_addr).await.with_context(|| {
+        format!(
+            "cannot listen on {} (CITYBRAIN_INGEST_HTTP_ADDR)",
+            config.http_addr
+        )
+    })?;
     let admin = TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| {
@@ -23,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
                 config.admin_addr
             )
         })?;
-    citybrain_ingest::serve(config, grpc, admin, citybrain_runtime::shutdown_signal()).await?;
+    let listeners = citybrain_ingest::Listeners { grpc, http, admin };
+    citybrain_ingest::serve(config, listeners, citybrain_runtime::shutdown_signal()).await?;
     Ok(())
 }

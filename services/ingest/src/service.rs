@@ -50,12 +50,17 @@ impl IngestHandler {
     }
 
     fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, IngestError> {
-        let value = metadata
-            .get(API_KEY_HEADER)
-            .ok_or(IngestError::MissingApiKey)?;
-        let presented = value
-            .to_str()
-            .map_err(|_| IngestError::MalformedApiKey)?
+        self.authenticate_key(metadata.get(API_KEY_HEADER).map(|value| value.as_bytes()))
+    }
+
+    /// The caller of the key presented (gRPC metadata or HTTP header).
+    pub(crate) fn authenticate_key(&self, value: Option<&[u8]>) -> Result<Principal, IngestError> {
+        let value = value.ok_or(IngestError::MissingApiKey)?;
+        let printable = value.iter().all(|b| (0x20..0x7f).contains(b));
+        let presented = std::str::from_utf8(value)
+            .ok()
+            .filter(|_| printable)
+            .ok_or(IngestError::MalformedApiKey)?
             .trim();
         if presented.is_empty() {
             return Err(IngestError::MissingApiKey);
@@ -66,7 +71,11 @@ impl IngestHandler {
             .ok_or(IngestError::UnknownApiKey)
     }
 
-    fn answering<'a>(&'a self, who: &'a Principal) -> Answering<'a> {
+    pub(crate) fn limits(&self) -> &BatchLimits {
+        &self.limits
+    }
+
+    pub(crate) fn answering<'a>(&'a self, who: &'a Principal) -> Answering<'a> {
         Answering {
             producer: &self.producer,
             validation: &self.validation,
@@ -78,7 +87,11 @@ impl IngestHandler {
     /// The limits of one request that the wire does not enforce (its bytes
     /// are checked as they arrive, by `transport::Guarded`), given the
     /// events earlier requests of its stream carried.
-    fn check_request(&self, request: &IngestRequest, earlier: usize) -> Result<(), IngestError> {
+    pub(crate) fn check_request(
+        &self,
+        request: &IngestRequest,
+        earlier: usize,
+    ) -> Result<(), IngestError> {
         let count = request.events.len();
         if count > self.limits.max_batch_events {
             return Err(IngestError::TooManyEvents {

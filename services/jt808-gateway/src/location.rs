@@ -104,6 +104,8 @@ pub fn report(location: &Location, vehicle: &Vehicle, serial: u16) -> Report {
             status_flags: Some(location.status),
             ..Default::default()
         })),
+        // The terminal's own report time, not the gateway's.
+        observed_at_assumed: false,
     }))
 }
 

@@ -58,7 +58,7 @@ impl GatewayConfig {
     pub fn new(stations_file: impl Into<PathBuf>, ingest_url: &str) -> Self {
         Self {
             listen_addr: ([127, 0, 0, 1], 9220).into(),
-            admin_addr: ([127, 0, 0, 1], 9104).into(),
+            admin_addr: ([127, 0, 0, 1], 9106).into(),
             stations_file: stations_file.into(),
             registry_reload: Duration::from_secs(10),
             ingest_url: ingest_url.to_string(),

@@ -70,8 +70,17 @@ impl<'a> Builder<'a> {
             observed_at: Some(observed_at),
             seq_no,
             location: location(self.station),
+            observed_at_assumed: false,
             payload: Some(payload),
         });
+    }
+
+    /// Marks the last event's time as the gateway's receive time (the
+    /// charger sent none), as the envelope's `observed_at_assumed` says.
+    pub fn time_assumed(&mut self) {
+        if let Some(event) = self.events.last_mut() {
+            event.observed_at_assumed = true;
+        }
     }
 
     pub fn finish(self) -> Vec<Event> {

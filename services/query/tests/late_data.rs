@@ -170,6 +170,7 @@ fn event(change: &Change) -> Event {
         }),
         seq_no: None,
         location: None,
+        observed_at_assumed: false,
         payload: Some(Payload::ConnectorStatus(ev::ConnectorStatus {
             station_id: format!("LD-CP-{:02}", change.connector),
             evse_id: 1,

@@ -210,6 +210,7 @@ impl Town {
                     altitude_m: None,
                     accuracy_m: Some(5.0),
                 }),
+                observed_at_assumed: false,
                 payload: Some(draft.payload),
             });
         }

@@ -22,10 +22,7 @@ async fn start_services(
     db: &str,
     dir: &std::path::Path,
 ) -> (RunningIngest, RunningSink) {
-    // The private broker goes away with the test (and restarts empty).
-    TestTopics::pipeline(&broker.brokers(), prefix, 2)
-        .await
-        .keep();
+    TestTopics::pipeline(&broker.brokers(), prefix, 2).await;
     let ingest = RunningIngest::start(ingest_config(
         &broker.brokers(),
         prefix,

@@ -31,6 +31,7 @@ pub fn event(kind: Kind, at: SystemTime) -> Event {
         observed_at: Some(timestamp(at)),
         seq_no: Some(1),
         location: Some(location()),
+        observed_at_assumed: false,
         payload: Some(payload),
     }
 }

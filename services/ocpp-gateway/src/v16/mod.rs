@@ -132,6 +132,9 @@ fn status_notification(
             site: station.site.clone(),
         }),
     );
+    if n.timestamp.is_none() {
+        builder.time_assumed();
+    }
     Ok(Handled::Store {
         events: builder.finish(),
         reply: json!({}),

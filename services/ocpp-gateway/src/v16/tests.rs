@@ -148,6 +148,7 @@ fn status_notifications_become_connector_status() {
     let e = &events[0];
     assert_eq!(e.device_id, "HBY-CP-01:2");
     assert_eq!(e.observed_at.unwrap().seconds, NOW_S as i64 - 30);
+    assert!(!e.observed_at_assumed);
     let s = status(e);
     assert_eq!(s.status, ConnectorStatusValue::Faulted as i32);
     assert_eq!(s.error_code, ChargePointErrorCode::GroundFailure as i32);
@@ -167,6 +168,7 @@ fn status_notifications_become_connector_status() {
     );
     assert_eq!(events[0].device_id, "HBY-CP-01:0");
     assert_eq!(events[0].observed_at.unwrap().seconds, NOW_S as i64);
+    assert!(events[0].observed_at_assumed, "the charger sent no time");
     assert_eq!(
         status(&events[0]).status,
         ConnectorStatusValue::Unavailable as i32

@@ -284,6 +284,7 @@ fn event(device: &str, offset: i64, location: Option<Location>, payload: Payload
         observed_at: Some(at(offset)),
         seq_no: None,
         location,
+        observed_at_assumed: false,
         payload: Some(payload),
     }
 }
