@@ -17,7 +17,7 @@
 use crate::error::Fault;
 use crate::frame::{self, Frame};
 use crate::registry::Station;
-use crate::server::{self, Shared};
+use crate::server::{self, Claim, Shared};
 use crate::session::{self, Context, Handled};
 use crate::{Version, events, metrics, store};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
@@ -72,8 +72,13 @@ struct Connection {
 
 /// Serves one charger until its socket ends; then reports the station
 /// offline if that was an outage.
-pub async fn run(shared: Arc<Shared>, station: Arc<Station>, version: Version, socket: WebSocket) {
-    let claim = shared.claim(&station.id);
+pub async fn run(
+    shared: Arc<Shared>,
+    station: Arc<Station>,
+    version: Version,
+    claim: Claim,
+    socket: WebSocket,
+) {
     metrics::connected(version.label(), 1.0);
     let mut connection = Connection {
         shared: shared.clone(),

@@ -214,9 +214,19 @@ async fn upgrade(
     }
     let version = version.unwrap_or(Version::V16);
     tracing::info!(station = %station.id, %peer, version = version.label(), "charger connected");
+    // Claimed here, in the order the upgrades arrive, not in the socket's
+    // task: that task starts later, and a charger that reconnects at once
+    // could otherwise have its new socket replaced by its old one.
+    let claim = shared.claim(&station.id);
+    let (generation, failed) = (claim.generation, (shared.clone(), station.id.clone()));
     let tracker = shared.tasks.clone();
-    ws.on_upgrade(move |socket| {
-        tracker.track_future(connection::run(shared, station, version, socket))
+    ws.on_failed_upgrade(move |err| {
+        let (shared, id) = failed;
+        tracing::warn!(station = %id, error = %err, "WebSocket upgrade failed");
+        shared.release(&id, generation, false);
+    })
+    .on_upgrade(move |socket| {
+        tracker.track_future(connection::run(shared, station, version, claim, socket))
     })
 }
 

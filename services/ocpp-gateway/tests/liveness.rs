@@ -92,6 +92,24 @@ async fn a_silent_charger_is_reported_offline_and_asked_for_its_status_when_back
         ]
     );
 
+    // The live view orders a connector's statuses by whole seconds: a status
+    // in the same second as the OFFLINE report may lose the tie. A charger
+    // reconnects a moment later; here, once the clock is past that second.
+    let offline_at: u32 = pipeline
+        .client()
+        .query(&format!(
+            "SELECT max(toUInt32(observed_at)) FROM {}.raw_connector_status WHERE status = 'offline'",
+            pipeline.database.name
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    citybrain_tests::eventually(Duration::from_secs(5), "the next second", || async {
+        citybrain_proto::time::timestamp(std::time::SystemTime::now()).seconds
+            > i64::from(offline_at)
+    })
+    .await;
+
     // Back: the first thing the gateway says is a TriggerMessage.
     let mut cp = connect_raw(gw, CP, Some(PASSWORD), &["ocpp1.6"])
         .await
