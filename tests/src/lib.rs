@@ -33,7 +33,7 @@ pub use process::{
 };
 pub use services::{
     RunningIngest, RunningQuery, RunningSink, ingest_all, ingest_client, ingest_config,
-    query_config, sink_config, with_key,
+    query_config, sink_config, start_ingest, with_key,
 };
 
 use std::{

@@ -32,6 +32,13 @@ pub fn ingest_config(brokers: &str, prefix: &str, key_file: PathBuf) -> IngestCo
     config
 }
 
+/// Ingest in this process on `brokers` under `prefix`, with the test keys in
+/// a scratch directory named after `label`: what most suites start from.
+pub async fn start_ingest(brokers: &str, prefix: &str, label: &str) -> RunningIngest {
+    let keys = crate::write_key_file(&crate::scratch_dir(label));
+    RunningIngest::start(ingest_config(brokers, prefix, keys)).await
+}
+
 /// A sink configuration for tests: the given broker, ClickHouse, topic
 /// prefix and database; short group timeouts, small batches, quick retries.
 pub fn sink_config(

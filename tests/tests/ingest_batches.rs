@@ -49,12 +49,7 @@ async fn each_batch_is_answered_as_soon_as_it_is_stored_in_order() {
     let brokers = stack_brokers();
     let prefix = unique_prefix();
     let _topics = TestTopics::feeds(&brokers, &prefix, 1).await;
-    let ingest = RunningIngest::start(ingest_config(
-        &brokers,
-        &prefix,
-        write_key_file(&scratch_dir("ingest-batches")),
-    ))
-    .await;
+    let ingest = start_ingest(&brokers, &prefix, "ingest-batches").await;
     let mut client = ingest_client(&ingest).await;
     let (requests, outgoing) = mpsc::channel(4);
     let mut answers = client
@@ -210,12 +205,7 @@ async fn a_cancelled_stream_is_counted_and_stores_only_what_was_answered_or_in_f
     let brokers = stack_brokers();
     let prefix = unique_prefix();
     let _topics = TestTopics::feeds(&brokers, &prefix, 1).await;
-    let ingest = RunningIngest::start(ingest_config(
-        &brokers,
-        &prefix,
-        write_key_file(&scratch_dir("ingest-cancel")),
-    ))
-    .await;
+    let ingest = start_ingest(&brokers, &prefix, "ingest-cancel").await;
     let mut client = ingest_client(&ingest).await;
     let (requests, outgoing) = mpsc::channel(4);
     let mut answers = client

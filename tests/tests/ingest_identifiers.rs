@@ -51,12 +51,7 @@ async fn identifiers_and_related_times_are_checked_over_grpc() {
     let brokers = stack_brokers();
     let prefix = unique_prefix();
     let _topics = TestTopics::feeds(&brokers, &prefix, 1).await;
-    let ingest = RunningIngest::start(ingest_config(
-        &brokers,
-        &prefix,
-        write_key_file(&scratch_dir("ingest-identifiers")),
-    ))
-    .await;
+    let ingest = start_ingest(&brokers, &prefix, "ingest-identifiers").await;
     let mut client = ingest_client(&ingest).await;
     let now = SystemTime::now();
     let accepted = (Outcome::Accepted, ReasonCode::Unspecified, "");

@@ -59,12 +59,7 @@ async fn a_request_over_4_mib_is_resource_exhausted_naming_the_limit_in_every_ca
     let brokers = stack_brokers();
     let prefix = unique_prefix();
     let _topics = TestTopics::feeds(&brokers, &prefix, 1).await;
-    let ingest = RunningIngest::start(ingest_config(
-        &brokers,
-        &prefix,
-        write_key_file(&scratch_dir("ingest-4mib")),
-    ))
-    .await;
+    let ingest = start_ingest(&brokers, &prefix, "ingest-4mib").await;
     let mut client = ingest_client(&ingest).await;
 
     for (bytes, what) in [(5 * MIB, "5 MiB"), (9 * MIB, "9 MiB, over tonic's 8 MiB")] {
@@ -183,12 +178,7 @@ async fn an_undecodable_request_is_invalid_argument_saying_what_failed() {
     let brokers = stack_brokers();
     let prefix = unique_prefix();
     let _topics = TestTopics::feeds(&brokers, &prefix, 1).await;
-    let ingest = RunningIngest::start(ingest_config(
-        &brokers,
-        &prefix,
-        write_key_file(&scratch_dir("ingest-decode")),
-    ))
-    .await;
+    let ingest = start_ingest(&brokers, &prefix, "ingest-decode").await;
     let mut grpc = raw_grpc(&ingest).await;
     let say_what = |status: &Status| {
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");

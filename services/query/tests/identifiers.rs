@@ -11,8 +11,7 @@ mod support;
 use citybrain_proto::events::v1::{self as ev, Event, Location, event::Payload};
 use citybrain_proto::query::v1 as pb;
 use citybrain_tests::{
-    RunningIngest, RunningSink, TestTopics, ingest_all, ingest_config, scratch_dir, sink_config,
-    stack_brokers, unique_prefix, write_key_file,
+    RunningSink, TestTopics, ingest_all, sink_config, stack_brokers, start_ingest, unique_prefix,
 };
 use std::time::Duration;
 use support::*;
@@ -75,12 +74,7 @@ async fn chinese_and_url_characters_in_identifiers_round_trip_through_every_filt
     let db = TestDatabase::migrated(&clickhouse_url(), "qt").await;
     let (brokers, url, prefix) = (stack_brokers(), clickhouse_url(), unique_prefix());
     let _topics = TestTopics::pipeline(&brokers, &prefix, 1).await;
-    let ingest = RunningIngest::start(ingest_config(
-        &brokers,
-        &prefix,
-        write_key_file(&scratch_dir("query-identifiers")),
-    ))
-    .await;
+    let ingest = start_ingest(&brokers, &prefix, "query-identifiers").await;
     let sink = RunningSink::start(sink_config(&brokers, &url, &prefix, &db.name)).await;
     let mut events = vec![
         status(0, Available),
