@@ -11,7 +11,7 @@
 //! - Anything else (a wrong key, a batch over the limits) is fatal.
 
 use crate::rng::Rng;
-use citybrain_ingest_client::{EventOutcome, retryable_call};
+use citybrain_ingest_client::EventOutcome;
 use citybrain_proto::events::v1::Event;
 use citybrain_proto::feed::Kind;
 use std::sync::Mutex;
@@ -87,7 +87,7 @@ impl IngestClient {
             attempt += 1;
             let answers = match self.inner.ingest(events.clone()).await {
                 Ok(answers) => answers,
-                Err(err) if retryable_call(err.code) => {
+                Err(err) if err.is_retryable() => {
                     counters.failed_calls.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         code = ?err.code,

@@ -62,16 +62,25 @@ impl CallError {
     /// is wrong (a bad key, a batch over the limits) and resending it will
     /// not help.
     pub fn is_retryable(&self) -> bool {
-        retryable_call(self.code)
+        retryable_call(self.code, &self.message)
     }
 }
 
-/// Whole-call failures worth retrying unchanged.
-pub fn retryable_call(code: Code) -> bool {
+/// The words ingest puts in every whole-call refusal that the same call may
+/// pass later (overloaded, store unavailable; see the proto). RESOURCE_EXHAUSTED
+/// is also the answer to a batch over the byte limit, which would be refused
+/// forever, so the code alone cannot tell "busy" from "too large".
+pub const RETRY_LATER: &str = "retry later";
+
+/// Whole-call failures worth retrying unchanged, by code and, for
+/// RESOURCE_EXHAUSTED, by whether ingest's message says [`RETRY_LATER`].
+pub fn retryable_call(code: Code, message: &str) -> bool {
+    if code == Code::ResourceExhausted {
+        return message.contains(RETRY_LATER);
+    }
     matches!(
         code,
         Code::Unavailable
-            | Code::ResourceExhausted
             | Code::DeadlineExceeded
             | Code::Cancelled
             | Code::Aborted
@@ -254,19 +263,21 @@ mod tests {
 
     #[test]
     fn only_transient_failures_are_retried() {
-        for code in [
-            Code::Unavailable,
-            Code::ResourceExhausted,
-            Code::DeadlineExceeded,
-        ] {
-            assert!(retryable_call(code), "{code:?}");
+        for code in [Code::Unavailable, Code::DeadlineExceeded] {
+            assert!(retryable_call(code, ""), "{code:?}");
         }
         for code in [
             Code::Unauthenticated,
             Code::InvalidArgument,
             Code::PermissionDenied,
         ] {
-            assert!(!retryable_call(code), "{code:?}");
+            assert!(!retryable_call(code, ""), "{code:?}");
         }
+        // Ingest's own messages (services/ingest/src/error.rs).
+        let busy = "overloaded: none of the 3 events could be queued; \
+                    retry later with the same event ids";
+        assert!(retryable_call(Code::ResourceExhausted, busy));
+        let too_large = "batch is 20650 bytes; at most 16384 bytes are allowed per request";
+        assert!(!retryable_call(Code::ResourceExhausted, too_large));
     }
 }
