@@ -62,8 +62,21 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         // Drop cannot await: one plain blocking HTTP request.
-        if let Err(err) = post_sql(&self.url, &format!("DROP DATABASE IF EXISTS {}", self.name)) {
-            eprintln!("could not drop test database {}: {err}", self.name);
+        // A service still creating its tables when the test ends makes
+        // ClickHouse answer "New table appeared in database being dropped.
+        // Try dropping it again": so it does, a few times.
+        let sql = format!("DROP DATABASE IF EXISTS {}", self.name);
+        for attempt in 1..=5 {
+            match post_sql(&self.url, &sql) {
+                Ok(()) => return,
+                Err(err) if attempt < 5 && err.to_string().contains("Try dropping it again") => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(err) => {
+                    eprintln!("could not drop test database {}: {err}", self.name);
+                    return;
+                }
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 mod support;
 
 use citybrain_proto::events::v1::{ConnectorStatusValue, event::Payload};
-use citybrain_simulator::clock::{self, HOUR};
+use citybrain_simulator::clock::{self, DAY, HOUR};
 use citybrain_simulator::model::charging;
 use citybrain_simulator::{Mode, Plan, SimulatorConfig, Town, TownConfig};
 use citybrain_tests::{FULL_KEY, TENANT};
@@ -44,7 +44,11 @@ async fn the_simulated_chargers_speak_ocpp_through_the_gateway() {
     )
     .await;
 
-    let origin = clock::from_system(SystemTime::now()) - 7 * HOUR;
+    // Yesterday 08:00–14:00 in the town (GMT+8): a window with sessions in
+    // it whatever the hour the test runs (a window ending "now" at night
+    // holds almost none).
+    let now = clock::from_system(SystemTime::now());
+    let origin = clock::local_time_on_day(now - DAY, 8.0);
     let until = origin + 6 * HOUR;
     let plan = Plan {
         origin,
